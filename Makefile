@@ -1,0 +1,58 @@
+# busagent: `make demo` shows it working on simulators; `make test` runs the whole suite.
+# Both install what they need first: Debian packages (apt-get when root) and a local .venv.
+
+SHELL  := /bin/bash
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# program -> Debian package that provides it
+SYSTEM_PROGRAMS := /usr/sbin/mosquitto:mosquitto /usr/sbin/gpsd:gpsd /usr/bin/gpspipe:gpsd-clients \
+                   /usr/sbin/ippeveprinter:cups-ipp-utils
+
+.PHONY: demo test lint typecheck unit system-deps venv clean
+
+demo: system-deps venv
+	$(BIN)/python -m simulators.demo
+
+test: system-deps venv lint typecheck unit
+
+unit: system-deps venv
+	$(BIN)/pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+system-deps:
+	@missing=""; \
+	for entry in $(SYSTEM_PROGRAMS); do \
+	  prog=$${entry%%:*}; pkg=$${entry##*:}; \
+	  [ -x "$$prog" ] || missing="$$missing $$pkg"; \
+	done; \
+	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
+	if [ -n "$${missing// /}" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else \
+	    echo "busagent needs these Debian packages: $$missing"; \
+	    echo "install them with: sudo apt-get install $$missing"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""The central side: MQTT subscriber, idempotent store and the planners' per-stop maps."""

@@ -1,0 +1,1 @@
+"""Device drivers: each reads one device family through its real protocol into a frozen snapshot."""

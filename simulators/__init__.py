@@ -1,0 +1,1 @@
+"""Device simulators: each speaks a device's real protocol on a real endpoint, for tests and demos."""
