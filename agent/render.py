@@ -96,9 +96,10 @@ def modem_line(s: Snap) -> str:
 
 def power_line(s: Snap) -> str:
     shore = s.get("shore_connected")
-    shore_word = {True: "shore power connected", False: "shore power NOT connected"}.get(
-        shore, "shore power unknown"
-    )
+    if shore is None:
+        shore_word = "shore power unknown"
+    else:
+        shore_word = "shore power connected" if shore else "shore power NOT connected"
     if s.get("shore_source"):
         shore_word += f" ({s['shore_source']})"
     parts: list[str | None] = [
@@ -163,7 +164,8 @@ def device_line(device: str, snap: Snap) -> str:
     """The summary for one device; a failed read shows its reason."""
     if not snap.get("ok", False):
         return f"FAILED: {snap.get('reason') or 'unknown reason'}"
-    line = LINES.get(device, lambda s: "")(snap)
+    render = LINES.get(device)
+    line = render(snap) if render is not None else ""
     if snap.get("reason"):  # partial success (e.g. one power source of two failed)
         line = _join([line, f"warning: {snap['reason']}"])
     return line

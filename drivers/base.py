@@ -75,7 +75,7 @@ class Driver(abc.ABC, Generic[S]):
             log.debug("driver.read_failed", device=self.kind, endpoint=self.endpoint, reason=str(exc))
             self._after_failure()
             return self._stamp(self._failed(str(exc) or type(exc).__name__))
-        except Exception as exc:  # noqa: BLE001 - this is the boundary that must never raise
+        except Exception as exc:
             log.exception("driver.bug", device=self.kind, endpoint=self.endpoint)
             self._after_failure()
             return self._stamp(self._failed(f"internal error: {type(exc).__name__}: {exc}"))
