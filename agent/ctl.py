@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Logs go to stderr so that `--json` output on stdout stays parseable.
+    from agent.logs import setup_logging
+
+    setup_logging("warning", sys.stderr)
     try:
         result: int = args.func(args)
     except KeyboardInterrupt:

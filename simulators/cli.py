@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from agent.logs import setup_logging
 from simulators.control import ControlServer, control_socket_for, send
 
 
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    setup_logging("info", sys.stderr)
     result: int = args.func(args)
     return result
 
