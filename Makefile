@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 
 # program -> Debian package that provides it
 SYSTEM_PROGRAMS := /usr/sbin/mosquitto:mosquitto /usr/sbin/gpsd:gpsd /usr/bin/gpspipe:gpsd-clients \
-                   /usr/sbin/ippeveprinter:cups-ipp-utils
+                   /usr/sbin/ippeveprinter:cups-ipp-utils /usr/bin/dbus-daemon:dbus-daemon
 
 .PHONY: demo test lint typecheck unit system-deps venv clean
 

@@ -1,0 +1,290 @@
+"""Read a printer's state over IPP (Get-Printer-Attributes) into a PrinterSnapshot.
+
+The endpoint is the printer's IPP URL (``ipp://host:631/printers/bus`` for a CUPS queue,
+``ipp://printer.local/ipp/print`` for an IPP Everywhere printer, ``ipps://`` for TLS). One HTTP
+POST per read, no connection kept, so a printer switched off between reads costs nothing. Also
+here: plain words for ``printer-state-reasons`` keywords, for technicians.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import ssl
+import urllib.parse
+from collections.abc import Iterable
+
+from drivers.base import DeviceReportedError, DeviceTimeout, DeviceUnavailable, Driver, ProtocolError
+from drivers.printer import ipp
+from drivers.snapshots import PrinterMarker, PrinterSnapshot
+
+REQUESTED_ATTRIBUTES = (
+    "printer-state",
+    "printer-state-reasons",
+    "printer-state-message",
+    "printer-is-accepting-jobs",
+    "printer-make-and-model",
+    "marker-names",
+    "marker-colors",
+    "marker-types",
+    "marker-levels",
+)
+STATE_NAMES = {3: "idle", 4: "printing", 5: "stopped"}  # RFC 8011 printer-state; pyipp's words
+MAX_ANSWER_BYTES = 4 * 1024 * 1024  # a full attribute dump is ~100 kB; more is not a printer
+_DEFAULT_PORTS = {"ipp": 631, "ipps": 631, "http": 80, "https": 443}
+_TLS_SCHEMES = ("ipps", "https")
+
+
+class IppTarget:
+    """Where to POST: host, port, path and whether TLS is used, from an ipp/ipps/http(s) URL."""
+
+    def __init__(self, url: str) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+            raise ValueError(f"printer endpoint must be ipp://host[:port]/path or ipps://..., got {url!r}")
+        try:
+            self.port = parts.port or _DEFAULT_PORTS[parts.scheme]
+        except ValueError as exc:
+            raise ValueError(f"printer endpoint {url!r}: {exc}") from exc
+        self.url = url
+        self.host = parts.hostname
+        self.tls = parts.scheme in _TLS_SCHEMES
+        self.path = parts.path or "/"
+        # The printer-uri operation attribute names the printer in IPP terms, whatever the transport.
+        scheme = "ipps" if self.tls else "ipp"
+        self.printer_uri = urllib.parse.urlunsplit((scheme, parts.netloc, self.path, "", ""))
+
+
+def ipp_call(target: IppTarget, request: ipp.IppMessage, timeout_s: float) -> ipp.IppMessage:
+    """POST one IPP request and decode the answer; failures become DriverError subclasses.
+
+    IPP error statuses are returned, not raised: callers decide what an error means to them.
+    """
+    body = ipp.encode(request)
+    try:
+        status, reason, raw = _post(target, body, timeout_s)
+    except TimeoutError as exc:
+        raise DeviceTimeout(f"no answer from printer at {target.url} within {timeout_s:g} s") from exc
+    except ConnectionRefusedError as exc:
+        raise DeviceUnavailable(f"printer not reachable at {target.url} (connection refused)") from exc
+    except http.client.HTTPException as exc:
+        raise ProtocolError(f"printer at {target.url} broke the HTTP exchange: {exc!r}") from exc
+    except OSError as exc:
+        raise DeviceUnavailable(f"printer not reachable at {target.url}: {exc.strerror or exc}") from exc
+    if status != 200:
+        raise DeviceReportedError(f"printer at {target.url} answered HTTP {status} {reason}".rstrip())
+    try:
+        answer = ipp.decode(raw)
+    except ipp.IppDecodeError as exc:
+        raise ProtocolError(f"printer at {target.url} sent something that is not IPP: {exc}") from exc
+    if answer.request_id != request.request_id:
+        raise ProtocolError(
+            f"printer at {target.url} answered request {answer.request_id}, not {request.request_id}"
+        )
+    return answer
+
+
+def _post(target: IppTarget, body: bytes, timeout_s: float) -> tuple[int, str, bytes]:
+    conn: http.client.HTTPConnection
+    if target.tls:
+        # Printers ship self-signed certificates almost without exception (pyipp's default is
+        # verify_ssl=False for the same reason); TLS here protects the link, not the identity.
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(target.host, target.port, timeout=timeout_s, context=context)
+    else:
+        conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout_s)
+    try:
+        conn.request("POST", target.path, body, {"Content-Type": "application/ipp"})
+        response = conn.getresponse()
+        raw = response.read(MAX_ANSWER_BYTES + 1)
+        if len(raw) > MAX_ANSWER_BYTES:
+            raise http.client.HTTPException(f"answer longer than {MAX_ANSWER_BYTES} bytes")
+        return response.status, response.reason, raw
+    finally:
+        conn.close()
+
+
+class IppPrinterDriver(Driver[PrinterSnapshot]):
+    """One Get-Printer-Attributes per read, against an ipp:// or ipps:// endpoint."""
+
+    kind = "printer"
+
+    def __init__(self, endpoint: str, timeout_s: float = 5.0) -> None:
+        super().__init__(endpoint)
+        self.target = IppTarget(endpoint)
+        self.timeout_s = timeout_s
+        self._request_ids = itertools.count(1)
+
+    def _read(self) -> PrinterSnapshot:
+        request = ipp.IppMessage(
+            ipp.GET_PRINTER_ATTRIBUTES,
+            next(self._request_ids),
+            (
+                ipp.operation_attributes(
+                    self.target.printer_uri, ipp.keyword_list("requested-attributes", REQUESTED_ATTRIBUTES)
+                ),
+            ),
+        )
+        answer = ipp_call(self.target, request, self.timeout_s)
+        if answer.code >= 0x0400:
+            raise DeviceReportedError(describe_status(answer))
+        if answer.find("printer-state", ipp.PRINTER_GROUP) is None:
+            # Every IPP printer must send it (RFC 8011 5.4.11); an answer without it is not a printer's.
+            raise ProtocolError(f"answer from {self.endpoint} has no printer-state")
+        return snapshot_from_answer(answer)
+
+    def _failed(self, reason: str) -> PrinterSnapshot:
+        return PrinterSnapshot(ok=False, reason=reason)
+
+
+def describe_status(answer: ipp.IppMessage) -> str:
+    """``printer answered client-error-not-found (0x0406): <status-message>``."""
+    text = f"printer answered {ipp.status_name(answer.code)} (0x{answer.code:04x})"
+    message = _first_text(answer.find("status-message", ipp.OPERATION_GROUP))
+    return f"{text}: {message}" if message else text
+
+
+def snapshot_from_answer(answer: ipp.IppMessage) -> PrinterSnapshot:
+    """The snapshot described by a Get-Printer-Attributes answer (pure; tolerant of gaps)."""
+
+    def find(name: str) -> ipp.Attribute | None:
+        return answer.find(name, ipp.PRINTER_GROUP)
+
+    state = find("printer-state")
+    state_code = state.data[0] if state is not None else None
+    accepting = find("printer-is-accepting-jobs")
+    accepting_value = accepting.data[0] if accepting is not None else None
+    return PrinterSnapshot(
+        state=STATE_NAMES.get(state_code) if isinstance(state_code, int) else None,
+        reasons=tuple(r for r in ipp.keywords(find("printer-state-reasons")) if r != "none"),
+        accepting_jobs=accepting_value if isinstance(accepting_value, bool) else None,
+        message=_first_text(find("printer-state-message")) or None,
+        make_and_model=_first_text(find("printer-make-and-model")) or None,
+        markers=_markers(answer),
+    )
+
+
+def _strings(attribute: ipp.Attribute | None) -> list[str | None]:
+    """Text values as str, whatever their text/name/keyword flavour; None for anything else."""
+    if attribute is None:
+        return []
+    out: list[str | None] = []
+    for data in attribute.data:
+        text = data.text if isinstance(data, ipp.TextWithLanguage) else data
+        out.append(text if isinstance(text, str) and text else None)
+    return out
+
+
+def _first_text(attribute: ipp.Attribute | None) -> str | None:
+    values = _strings(attribute)
+    return values[0] if values else None
+
+
+def _markers(answer: ipp.IppMessage) -> tuple[PrinterMarker, ...]:
+    # marker-* are parallel lists; printers do send them with different lengths, so index safely.
+    names = _strings(answer.find("marker-names", ipp.PRINTER_GROUP))
+    colors = _strings(answer.find("marker-colors", ipp.PRINTER_GROUP))
+    types = _strings(answer.find("marker-types", ipp.PRINTER_GROUP))
+    levels_attr = answer.find("marker-levels", ipp.PRINTER_GROUP)
+    levels = list(levels_attr.data) if levels_attr is not None else []
+    markers = []
+    for index, name in enumerate(names):
+        level = levels[index] if index < len(levels) else None
+        markers.append(
+            PrinterMarker(
+                name=name or f"marker {index + 1}",
+                color=colors[index] if index < len(colors) else None,
+                type=types[index] if index < len(types) else None,
+                level_pct=_level(level),
+            )
+        )
+    return tuple(markers)
+
+
+def _level(level: ipp.Data) -> int | None:
+    # CUPS: -1 unavailable, -2 unknown, -3 "some left"; none of them is a percentage.
+    if isinstance(level, int) and not isinstance(level, bool) and 0 <= level <= 100:
+        return level
+    return None
+
+
+# --------------------------------------------------------------------------- plain words
+
+REASON_WORDS = {
+    "media-empty": "out of paper",
+    "media-needed": "out of paper",
+    "media-low": "paper low",
+    "media-jam": "paper jam",
+    "toner-low": "toner low",
+    "toner-empty": "out of toner",
+    "marker-supply-low": "ink or toner low",
+    "marker-supply-empty": "out of ink or toner",
+    "marker-waste-almost-full": "waste toner almost full",
+    "marker-waste-full": "waste toner full",
+    "developer-low": "developer low",
+    "developer-empty": "out of developer",
+    "opc-near-eol": "drum near end of life",
+    "opc-life-over": "drum worn out",
+    "fuser-over-temp": "fuser too hot",
+    "fuser-under-temp": "fuser too cold",
+    "cover-open": "cover open",
+    "door-open": "door open",
+    "interlock-open": "interlock open",
+    "input-tray-missing": "paper tray missing",
+    "output-tray-missing": "output tray missing",
+    "output-area-almost-full": "output tray almost full",
+    "output-area-full": "output tray full",
+    "offline": "offline",
+    "shutdown": "switched off",
+    "paused": "paused",
+    "moving-to-paused": "pausing",
+    "stopping": "stopping",
+    "stopped-partly": "partly stopped",
+    "spool-area-full": "spool full",
+    "connecting-to-device": "connecting to the printer",
+    "timed-out": "not answering",
+    "interpreter-resource-unavailable": "printer out of memory or fonts",
+    "other": "other problem",
+}
+_SEVERITIES = ("report", "warning", "error")
+# CUPS says offline-report when its backend cannot reach the printer: a "report" by suffix,
+# but for a bus full of people waiting for a print it is the worst problem there is.
+_ALWAYS_A_PROBLEM = frozenset({"offline", "shutdown", "timed-out"})
+
+
+def split_reason(keyword: str) -> tuple[str, str]:
+    """``("media-empty", "error")`` for media-empty-error; no suffix counts as an error (RFC 8011)."""
+    base, _, suffix = keyword.rpartition("-")
+    if base and suffix in _SEVERITIES:
+        return base, suffix
+    return keyword, "error"
+
+
+def describe_reasons(reasons: Iterable[str]) -> list[str]:
+    """Plain words for printer-state-reasons keywords, in order, each once; "none" is dropped."""
+    words: list[str] = []
+    for keyword in reasons:
+        base, _ = split_reason(keyword)
+        if base == "none":
+            continue
+        word = REASON_WORDS.get(base, base.replace("-", " "))
+        if word not in words:
+            words.append(word)
+    return words
+
+
+def problems(snapshot: PrinterSnapshot) -> tuple[str, ...]:
+    """What a technician must act on: the read failure, or warning/error reasons in plain words."""
+    if not snapshot.ok:
+        return (snapshot.reason or "printer not read",)
+    serious = [
+        r
+        for r in snapshot.reasons
+        if split_reason(r)[1] != "report" or split_reason(r)[0] in _ALWAYS_A_PROBLEM
+    ]
+    found = describe_reasons(serious)
+    if snapshot.accepting_jobs is False:
+        found.append("not accepting jobs")
+    return tuple(found)
