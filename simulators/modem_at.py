@@ -1,0 +1,420 @@
+"""A 4G modem answering AT commands on a pty, as a Quectel EC25, Sierra MC7455, Huawei ME909 or plain modem.
+
+The driver opens ``port.path`` exactly as it opens ``/dev/ttyUSB2``. A daemon thread reads command
+lines from the pty master and answers them in the framing of protocols.md 1.1 (echo on at power
+up, ``AT+CMEE`` modes, URCs between commands or inside an answer). Tests steer the radio with verbs
+(``set_signal``, ``set_registration``...) and break it with faults (``go_silent``, ``answer_error``,
+``inject_garbage``, ``unplug``). Only LTE is modelled in depth: ``set_operator(rat=...)`` changes
+the COPS/CEREG access technology and the ``^HCSQ`` mode, the vendor cell lines stay LTE.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from simulators.base import Clock, History
+from simulators.pty import PtyPort
+
+OPERATOR_NAMES = {"20801": "Orange F", "20810": "SFR", "20815": "Free", "20820": "BYTEL"}
+RAT_ACT = {"GSM": 0, "UMTS": 2, "LTE": 7}
+_CME_TEXT = {3: "operation not allowed", 4: "operation not supported", 10: "SIM not inserted", 100: "unknown"}
+_REGISTERED = (1, 5)
+_SIM_COMMANDS = frozenset({"AT+CPIN?", "AT+CIMI", "AT+COPS?", "AT+CEREG?", "AT+CREG?"})
+# Setting commands: pattern -> the attribute that keeps the value until the next power-up.
+_SETTINGS = (
+    (r"ATE([01])", "_echo"),
+    (r"AT\+CMEE=([012])", "_cmee"),
+    (r"AT\+COPS=3,([012])", "_cops_format"),
+    (r"AT\+CEREG=([0-5])", "_cereg_n"),
+    (r"AT\+CREG=([0-3])", "_creg_n"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Vendor:
+    """What differs between modem families on the wire."""
+
+    manufacturer: str
+    model: str
+    revision: str
+    iccid_command: str
+    iccid_prefix: str
+    cell_command: str | None
+    cesq: bool = True  # EC25 support for CESQ is unverified, so our EC25 refuses it
+    labelled_ati: bool = True  # "Manufacturer: ..." lines rather than Quectel's bare ones
+    csq_on_lte: bool = True  # False: +CSQ says 99 (unknown) on LTE, the 27.007 normal case
+    quoted_cgsn: bool = False  # "+CGSN: "<imei>"" instead of a bare line
+    qeng_fields: int = 20
+    boot_urcs: tuple[str, ...] = ("+CPIN: READY",)
+
+
+_QUECTEL = Vendor(
+    "Quectel", "EC25", "EC25EFAR06A06M4G", "AT+QCCID", "+QCCID", 'AT+QENG="SERVINGCELL"', cesq=False,
+    labelled_ati=False, boot_urcs=("RDY", "+CFUN: 1", "+CPIN: READY", "+QUSIM: 1", "+QIND: SMS DONE"),
+)  # fmt: skip
+VARIANTS = {
+    "quectel": _QUECTEL,
+    "quectel18": dataclasses.replace(_QUECTEL, revision="EC25EFAR02A08M4G", qeng_fields=18),
+    "sierra": Vendor(
+        "Sierra Wireless, Incorporated", "MC7455", "SWI9X30C_02.33.03.00", "AT!ICCID?", "ICCID", "AT!GSTATUS?"
+    ),
+    "huawei": Vendor("huawei", "ME909s-120", "11.617.04.00.00", "AT^ICCID?", "^ICCID", "AT^HCSQ?"),
+    "generic": Vendor(
+        "SIMCOM INCORPORATED", "SIMCOM_SIM7600E-H", "LE20B04SIM7600M22", "AT+CCID", "+CCID", None,
+        csq_on_lte=False, quoted_cgsn=True,
+    ),
+}  # fmt: skip
+
+
+@dataclasses.dataclass
+class Radio:
+    """The radio state the simulated modem reports (one LTE serving cell)."""
+
+    stat: int = 1
+    operator: str = "20801"
+    rat: str = "LTE"
+    rsrp_dbm: float = -97.0
+    rsrq_db: float = -11.0
+    sinr_db: float = 9.0
+    rssi_dbm: float | None = None  # None: derived from RSRP for a 10 MHz carrier
+    cell_id: int = 0x1A2B3C4
+    tac: int = 0x9C41
+    pci: int = 318
+    band: int = 20
+    earfcn: int = 6300
+
+    @property
+    def registered(self) -> bool:
+        return self.stat in _REGISTERED
+
+    @property
+    def rssi(self) -> int:
+        # 50 resource blocks x 12 subcarriers: RSSI is about RSRP + 27.8 dB on an idle 10 MHz cell.
+        return round(self.rssi_dbm if self.rssi_dbm is not None else self.rsrp_dbm + 28)
+
+
+def _clamp(value: float, low: int, high: int) -> int:
+    return max(low, min(high, round(value)))
+
+
+class _Refused(Exception):
+    """The command is answered with an error final result: ``args[0]`` is the CME code, or none."""
+
+
+class AtModemSimulator:
+    """One simulated modem on ``port``; use as a context manager or call start()/stop()."""
+
+    def __init__(
+        self,
+        port: PtyPort,
+        *,
+        variant: str = "quectel",
+        clock: Clock = time.monotonic,
+        imei: str = "867698041234567",
+        iccid: str = "89330123456789012345",
+    ) -> None:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown modem variant {variant!r}; one of {', '.join(VARIANTS)}")
+        self.port = port
+        self.variant = variant
+        self.vendor = VARIANTS[variant]
+        self.imei, self.iccid = imei, iccid
+        self.history = History(clock)
+        self.radio = Radio()
+        self.sim_present = True
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._silent = False
+        self._errors: dict[str, int | None] = {}
+        self._pending_urcs: list[tuple[str, str]] = []
+        self._rx = bytearray()
+        self._power_up()
+
+    def start(self) -> AtModemSimulator:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._serve, name=f"at-modem-{self.variant}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+
+    def __enter__(self) -> AtModemSimulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def commands(self) -> list[str]:
+        """Command lines received so far, oldest first."""
+        return [str(e.detail["line"]) for e in self.history.events if e.name == "command"]
+
+    def set_signal(
+        self, rsrp_dbm: float, rsrq_db: float, sinr_db: float, rssi_dbm: float | None = None
+    ) -> None:
+        self._update("set_signal", rsrp_dbm=rsrp_dbm, rsrq_db=rsrq_db, sinr_db=sinr_db, rssi_dbm=rssi_dbm)
+
+    def set_registration(self, stat: int) -> None:
+        """27.007 <stat>; a +CEREG URC goes out when the host enabled them (AT+CEREG=1 or 2)."""
+        self._update("set_registration", stat=stat)
+        with self._lock:
+            if self._cereg_n >= 1:
+                self._emit_line(self._reg_line("+CEREG", self._cereg_n, urc=True))
+
+    def set_operator(self, code: str, rat: str = "LTE") -> None:
+        if rat not in RAT_ACT:
+            raise ValueError(f"rat must be one of {', '.join(RAT_ACT)}")
+        self._update("set_operator", operator=code, rat=rat)
+
+    def set_cell(self, cell_id: int, tac: int, pci: int, band: int, earfcn: int) -> None:
+        self._update("set_cell", cell_id=cell_id, tac=tac, pci=pci, band=band, earfcn=earfcn)
+
+    def _update(self, verb: str, **changes: Any) -> None:
+        with self._lock:
+            self.radio = dataclasses.replace(self.radio, **changes)
+        self.history.record(verb, **changes)
+
+    def remove_sim(self) -> None:
+        """SIM identity and registration commands now answer +CME ERROR: 10 (per the CMEE mode).
+
+        The IMEI (AT+CGSN) still answers: it belongs to the modem, not to the SIM."""
+        with self._lock:
+            self.sim_present = False
+            self._emit_line("+CPIN: NOT INSERTED")
+        self.history.record("remove_sim")
+
+    def insert_sim(self) -> None:
+        with self._lock:
+            self.sim_present = True
+            self._emit_line("+CPIN: READY")
+        self.history.record("insert_sim")
+
+    def go_silent(self) -> None:
+        """Commands are still read (and recorded) but never answered, nor echoed."""
+        self._silent = True
+        self.history.record("go_silent")
+
+    def resume(self) -> None:
+        """Answer normally again: ends go_silent() and every answer_error() fault."""
+        with self._lock:
+            self._silent = False
+            self._errors.clear()
+        self.history.record("resume")
+
+    def answer_error(self, cmd_prefix: str, code: int | None = None) -> None:
+        """Commands starting with ``cmd_prefix`` fail: plain ERROR, or +CME ERROR ``code``."""
+        with self._lock:
+            self._errors[cmd_prefix.upper()] = code
+        self.history.record("answer_error", cmd_prefix=cmd_prefix, code=code)
+
+    def inject_garbage(self, data: bytes) -> None:
+        """Raw bytes on the line now, as line noise or a baud-rate mismatch would give."""
+        with self._lock:
+            self.port.write(data)
+        self.history.record("inject_garbage", data=data)
+
+    def inject_urc(self, line: str, *, during: str | None = None) -> None:
+        """A URC now, or (``during``) between the information lines and the final result of the
+        next answer to a command starting with ``during``."""
+        with self._lock:
+            if during is None:
+                self._emit_line(line)
+            else:
+                self._pending_urcs.append((during.upper(), line))
+        self.history.record("inject_urc", line=line, during=during)
+
+    def unplug(self) -> None:
+        with self._lock:
+            self.port.vanish()
+            self._rx.clear()
+        self.history.record("unplug")
+
+    def replug(self) -> None:
+        """Plug back: a freshly booted modem (echo on, default settings) under the same path."""
+        with self._lock:
+            self.port.reappear()
+            self._power_up()
+            for urc in self.vendor.boot_urcs:
+                self._emit_line(urc)
+        self.history.record("replug")
+
+    def _power_up(self) -> None:
+        self._echo, self._cmee, self._cops_format, self._cereg_n, self._creg_n = 1, 0, 0, 0, 0
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                # Under the lock, so unplug() cannot close the fd while we wait on it.
+                try:
+                    data = self.port.read(0.02) if self.port.present else b""
+                    if data:
+                        self._receive(data)
+                except OSError:  # the pty was closed behind our back (test teardown): nothing to serve
+                    data = b""
+            if not data:
+                self._stop.wait(0.005)
+
+    def _receive(self, data: bytes) -> None:
+        if self._echo and not self._silent:
+            self.port.write(data)  # the modem echoes characters as they arrive
+        self._rx.extend(data)
+        while (end := self._rx.find(b"\r")) >= 0:
+            line = self._rx[:end].decode("ascii", errors="replace").strip()
+            del self._rx[: end + 1]
+            if line:
+                self._handle(line)
+
+    def _handle(self, cmd: str) -> None:
+        self.history.record("command", line=cmd)
+        if self._silent:
+            return
+        upper = cmd.upper()
+        try:
+            lines, final = self._answer(upper), "OK"
+        except _Refused as exc:
+            lines, final = [], self._error_final(exc.args[0] if exc.args else None)
+        urcs = [urc for prefix, urc in self._pending_urcs if upper.startswith(prefix)]
+        self._pending_urcs = [p for p in self._pending_urcs if not upper.startswith(p[0])]
+        body = "\r\n" + "\r\n".join(lines) + "\r\n" if lines else ""
+        body += "".join(f"\r\n{urc}\r\n" for urc in urcs)
+        self.port.write((body + f"\r\n{final}\r\n").encode())
+
+    def _emit_line(self, line: str) -> None:
+        self.port.write(f"\r\n{line}\r\n".encode())
+
+    def _error_final(self, code: int | None) -> str:
+        if code is None or self._cmee == 0:
+            return "ERROR"
+        if self._cmee == 2:
+            return f"+CME ERROR: {_CME_TEXT.get(code, code)}"
+        return f"+CME ERROR: {code}"
+
+    def _answer(self, cmd: str) -> list[str]:
+        for prefix, code in self._errors.items():
+            if cmd.startswith(prefix):
+                raise _Refused(code)
+        if not self.sim_present and (cmd in _SIM_COMMANDS or cmd == self.vendor.iccid_command):
+            raise _Refused(10)
+        handler = self._exact().get(cmd)
+        if handler is not None:
+            return handler()
+        for pattern, attribute in _SETTINGS:
+            match = re.fullmatch(pattern, cmd)
+            if match:
+                setattr(self, attribute, int(match.group(1)))
+                return []
+        raise _Refused()  # unknown command or syntax: plain ERROR whatever CMEE says
+
+    def _exact(self) -> dict[str, Callable[[], list[str]]]:
+        v = self.vendor
+        table: dict[str, Callable[[], list[str]]] = {
+            "AT": list,
+            "ATI": self._ati,
+            "AT+CGMI": lambda: [v.manufacturer],
+            "AT+CGMM": lambda: [v.model],
+            "AT+CGMR": lambda: [v.revision],
+            "AT+CGSN": lambda: [f'+CGSN: "{self.imei}"' if v.quoted_cgsn else self.imei],
+            "AT+CMEE?": lambda: [f"+CMEE: {self._cmee}"],
+            "AT+CPIN?": lambda: ["+CPIN: READY"],
+            "AT+CIMI": lambda: ["208011234567890"],
+            v.iccid_command: lambda: [f"{v.iccid_prefix}: {self.iccid}"],
+            "AT+COPS?": self._cops,
+            "AT+CEREG?": lambda: [self._reg_line("+CEREG", self._cereg_n)],
+            "AT+CREG?": lambda: [self._reg_line("+CREG", self._creg_n)],
+            "AT+CSQ": self._csq,
+        }
+        if v.cesq:
+            table["AT+CESQ"] = self._cesq
+        cells = {'AT+QENG="SERVINGCELL"': self._qeng, "AT!GSTATUS?": self._gstatus, "AT^HCSQ?": self._hcsq}
+        if v.cell_command is not None:
+            table[v.cell_command] = cells[v.cell_command]
+        return table
+
+    def _ati(self) -> list[str]:
+        v = self.vendor
+        if not v.labelled_ati:
+            return [v.manufacturer, v.model, f"Revision: {v.revision}"]
+        return [f"Manufacturer: {v.manufacturer}", f"Model: {v.model}", f"Revision: {v.revision}",
+                f"IMEI: {self.imei}", "+GCAP: +CGSM"]  # fmt: skip
+
+    def _cops(self) -> list[str]:
+        r = self.radio
+        if not r.registered:
+            return ["+COPS: 0"]
+        oper = r.operator if self._cops_format == 2 else OPERATOR_NAMES.get(r.operator, r.operator)
+        return [f'+COPS: 0,{self._cops_format},"{oper}",{RAT_ACT[r.rat]}']
+
+    def _reg_line(self, prefix: str, n: int, *, urc: bool = False) -> str:
+        """Read answer ``<n>,<stat>[,"<tac>","<ci>",<AcT>]``; the URC form drops ``<n>``."""
+        r = self.radio
+        line = f"{prefix}: {r.stat}" if urc else f"{prefix}: {n},{r.stat}"
+        if n >= 2 and r.registered:
+            line += f',"{r.tac:04X}","{r.cell_id:07X}",{RAT_ACT[r.rat]}'
+        return line
+
+    def _csq(self) -> list[str]:
+        r = self.radio
+        if not r.registered or (r.rat == "LTE" and not self.vendor.csq_on_lte):
+            return ["+CSQ: 99,99"]
+        return [f"+CSQ: {_clamp((r.rssi + 113) / 2, 0, 31)},99"]
+
+    def _cesq(self) -> list[str]:
+        r = self.radio
+        if not r.registered or r.rat != "LTE":
+            return ["+CESQ: 99,99,255,255,255,255"]
+        rsrq, rsrp = _clamp((r.rsrq_db + 20) * 2, 0, 34), _clamp(r.rsrp_dbm + 141, 0, 97)
+        return [f"+CESQ: 99,99,255,255,{rsrq},{rsrp}"]
+
+    def _qeng(self) -> list[str]:
+        r = self.radio
+        if r.stat in (0, 2, 4):
+            return ['+QENG: "servingcell","SEARCH"']
+        state = "NOCONN" if r.registered else "LIMSRV"
+        mcc, mnc = r.operator[:3], r.operator[3:]
+        line = (
+            f'+QENG: "servingcell","{state}","LTE","FDD",{mcc},{mnc},{r.cell_id:X},{r.pci},{r.earfcn},'
+            f"{r.band},3,3,{r.tac:X},{round(r.rsrp_dbm)},{round(r.rsrq_db)},{r.rssi},{round(r.sinr_db)}"
+        )
+        return [line + (",8,-,34" if self.vendor.qeng_fields == 20 else ",34")]
+
+    def _gstatus(self) -> list[str]:
+        r = self.radio
+        rsrp = round(r.rsrp_dbm)
+        emm = "Registered     \tNormal Service" if r.registered else "Deregistered   \tNo Service"
+        # The diversity branch (RxD) reads 4 dB lower: the parser must pick the path, not average.
+        return [
+            "!GSTATUS: ",
+            "Current Time:  22016\t\tTemperature: 40",
+            "Reset Counter: 1\t\tMode:        ONLINE",
+            f"System mode:   {r.rat}        \tPS state:    {'Attached' if r.registered else 'Detached'}",
+            f"LTE band:      B{r.band}    \t\tLTE bw:      10 MHz",
+            f"LTE Rx chan:   {r.earfcn}\t\tLTE Tx chan: {r.earfcn + 18000}",
+            f"EMM state:     {emm}",
+            "RRC state:     RRC Idle",
+            "IMS reg state: No Srv",
+            "",
+            f"PCC RxM RSSI:  {r.rssi}\t\tRSRP (dBm):  {rsrp}",
+            f"PCC RxD RSSI:  {r.rssi - 4}\t\tRSRP (dBm):  {rsrp - 4}",
+            f"Tx Power:      --\t\tTAC:         {r.tac:04X} ({r.tac})",
+            f"RSRQ (dB):     {r.rsrq_db:.1f}\t\tCell ID:     {r.cell_id:08X} ({r.cell_id})",
+            f"SINR (dB):     {r.sinr_db:.1f}",
+        ]
+
+    def _hcsq(self) -> list[str]:
+        r = self.radio
+        if not r.registered:
+            return ['^HCSQ: "NOSERVICE"']
+        rssi = _clamp(r.rssi + 121, 0, 96)
+        if r.rat != "LTE":
+            return [f'^HCSQ: "{"WCDMA" if r.rat == "UMTS" else "GSM"}",{rssi}']
+        rsrp, rsrq = _clamp(r.rsrp_dbm + 141, 0, 97), _clamp((r.rsrq_db + 20) * 2, 0, 34)
+        return [f'^HCSQ: "LTE",{rssi},{rsrp},{_clamp((r.sinr_db + 20.2) * 5, 0, 251)},{rsrq}']
