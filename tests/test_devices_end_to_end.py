@@ -52,7 +52,14 @@ def wait_for(predicate: Any, timeout_s: float, what: str) -> Any:
 def simulated_bus(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
     config = tmp_path / "bus.toml"
     proc = subprocess.Popen(
-        [str(BIN / "busagent-sim"), "devices", "--write-config", str(config), "--workdir", str(tmp_path / "w")],
+        [
+            str(BIN / "busagent-sim"),
+            "devices",
+            "--write-config",
+            str(config),
+            "--workdir",
+            str(tmp_path / "w"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -115,7 +122,9 @@ def test_changes_to_the_simulated_bus_show_in_the_next_probe(
     assert result["printer"]["state"] == "idle"
 
 
-def test_table_output_names_problems_in_plain_words(simulated_bus: tuple[Path, subprocess.Popen[str]]) -> None:
+def test_table_output_names_problems_in_plain_words(
+    simulated_bus: tuple[Path, subprocess.Popen[str]],
+) -> None:
     config, _ = simulated_bus
     sim_do(config, "paper-out")
     result = run(str(BIN / "agentctl"), "probe", "--config", str(config))
