@@ -9,31 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from drivers.printer.reasons import describe_reasons
+
 Snap = Mapping[str, Any]
 
 FIX_WORDS = {0: "no data", 1: "no fix", 2: "2D fix", 3: "3D fix"}
-
-# Plain words for IPP printer-state-reasons keywords (suffix -report/-warning/-error removed).
-PRINTER_REASON_WORDS = {
-    "media-empty": "out of paper",
-    "media-needed": "out of paper",
-    "media-low": "paper low",
-    "media-jam": "paper jam",
-    "toner-low": "toner low",
-    "toner-empty": "out of toner",
-    "marker-supply-low": "ink or toner low",
-    "marker-supply-empty": "out of ink or toner",
-    "cover-open": "cover open",
-    "door-open": "door open",
-    "input-tray-missing": "paper tray missing",
-    "output-area-full": "output tray full",
-    "offline": "offline",
-    "shutdown": "switched off",
-    "paused": "paused",
-    "spool-area-full": "spool full",
-    "connecting-to-device": "connecting to the printer",
-    "timed-out": "not answering",
-}
 
 
 def _num(value: Any, fmt: str, unit: str = "") -> str | None:
@@ -44,22 +24,6 @@ def _num(value: Any, fmt: str, unit: str = "") -> str | None:
 
 def _join(parts: list[str | None]) -> str:
     return ", ".join(p for p in parts if p)
-
-
-def printer_reason_words(reasons: list[str] | tuple[str, ...]) -> list[str]:
-    """Plain words for IPP reasons; unknown keywords are shown as they are."""
-    words = []
-    for reason in reasons:
-        base = reason
-        for suffix in ("-report", "-warning", "-error"):
-            if base.endswith(suffix):
-                base = base[: -len(suffix)]
-        if base == "none":
-            continue
-        word = PRINTER_REASON_WORDS.get(base, base)
-        if word not in words:
-            words.append(word)
-    return words
 
 
 def gps_line(s: Snap) -> str:
@@ -113,7 +77,7 @@ def power_line(s: Snap) -> str:
 
 
 def printer_line(s: Snap) -> str:
-    words = printer_reason_words(s.get("reasons") or [])
+    words = describe_reasons(s.get("reasons") or [])
     parts: list[str | None] = [s.get("state") or "state unknown"]
     parts.append(", ".join(words) if words else None)
     if s.get("accepting_jobs") is False:

@@ -2,8 +2,8 @@
 
 The endpoint is the printer's IPP URL (``ipp://host:631/printers/bus`` for a CUPS queue,
 ``ipp://printer.local/ipp/print`` for an IPP Everywhere printer, ``ipps://`` for TLS). One HTTP
-POST per read, no connection kept, so a printer switched off between reads costs nothing. Also
-here: plain words for ``printer-state-reasons`` keywords, for technicians.
+POST per read, no connection kept, so a printer switched off between reads costs nothing.
+Plain words for the state reasons are in drivers.printer.reasons.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import http.client
 import itertools
 import ssl
 import urllib.parse
-from collections.abc import Iterable
 
 from drivers.base import DeviceReportedError, DeviceTimeout, DeviceUnavailable, Driver, ProtocolError
 from drivers.printer import ipp
@@ -208,83 +207,3 @@ def _level(level: ipp.Data) -> int | None:
     if isinstance(level, int) and not isinstance(level, bool) and 0 <= level <= 100:
         return level
     return None
-
-
-# --------------------------------------------------------------------------- plain words
-
-REASON_WORDS = {
-    "media-empty": "out of paper",
-    "media-needed": "out of paper",
-    "media-low": "paper low",
-    "media-jam": "paper jam",
-    "toner-low": "toner low",
-    "toner-empty": "out of toner",
-    "marker-supply-low": "ink or toner low",
-    "marker-supply-empty": "out of ink or toner",
-    "marker-waste-almost-full": "waste toner almost full",
-    "marker-waste-full": "waste toner full",
-    "developer-low": "developer low",
-    "developer-empty": "out of developer",
-    "opc-near-eol": "drum near end of life",
-    "opc-life-over": "drum worn out",
-    "fuser-over-temp": "fuser too hot",
-    "fuser-under-temp": "fuser too cold",
-    "cover-open": "cover open",
-    "door-open": "door open",
-    "interlock-open": "interlock open",
-    "input-tray-missing": "paper tray missing",
-    "output-tray-missing": "output tray missing",
-    "output-area-almost-full": "output tray almost full",
-    "output-area-full": "output tray full",
-    "offline": "offline",
-    "shutdown": "switched off",
-    "paused": "paused",
-    "moving-to-paused": "pausing",
-    "stopping": "stopping",
-    "stopped-partly": "partly stopped",
-    "spool-area-full": "spool full",
-    "connecting-to-device": "connecting to the printer",
-    "timed-out": "not answering",
-    "interpreter-resource-unavailable": "printer out of memory or fonts",
-    "other": "other problem",
-}
-_SEVERITIES = ("report", "warning", "error")
-# CUPS says offline-report when its backend cannot reach the printer: a "report" by suffix,
-# but for a bus full of people waiting for a print it is the worst problem there is.
-_ALWAYS_A_PROBLEM = frozenset({"offline", "shutdown", "timed-out"})
-
-
-def split_reason(keyword: str) -> tuple[str, str]:
-    """``("media-empty", "error")`` for media-empty-error; no suffix counts as an error (RFC 8011)."""
-    base, _, suffix = keyword.rpartition("-")
-    if base and suffix in _SEVERITIES:
-        return base, suffix
-    return keyword, "error"
-
-
-def describe_reasons(reasons: Iterable[str]) -> list[str]:
-    """Plain words for printer-state-reasons keywords, in order, each once; "none" is dropped."""
-    words: list[str] = []
-    for keyword in reasons:
-        base, _ = split_reason(keyword)
-        if base == "none":
-            continue
-        word = REASON_WORDS.get(base, base.replace("-", " "))
-        if word not in words:
-            words.append(word)
-    return words
-
-
-def problems(snapshot: PrinterSnapshot) -> tuple[str, ...]:
-    """What a technician must act on: the read failure, or warning/error reasons in plain words."""
-    if not snapshot.ok:
-        return (snapshot.reason or "printer not read",)
-    serious = [
-        r
-        for r in snapshot.reasons
-        if split_reason(r)[1] != "report" or split_reason(r)[0] in _ALWAYS_A_PROBLEM
-    ]
-    found = describe_reasons(serious)
-    if snapshot.accepting_jobs is False:
-        found.append("not accepting jobs")
-    return tuple(found)

@@ -13,12 +13,10 @@ from drivers.printer import ipp
 from drivers.printer.driver import (
     IppPrinterDriver,
     IppTarget,
-    describe_reasons,
     ipp_call,
-    problems,
     snapshot_from_answer,
-    split_reason,
 )
+from drivers.printer.reasons import describe_reasons, problems, split_reason
 from drivers.snapshots import PrinterMarker, PrinterSnapshot
 from simulators.ippeve import IppEvePrinter
 from simulators.printer import IppPrinterSimulator
