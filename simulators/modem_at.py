@@ -18,88 +18,21 @@ from collections.abc import Callable
 from typing import Any
 
 from simulators.base import Clock, History
-from simulators.pty import PtyPort
-
-OPERATOR_NAMES = {"20801": "Orange F", "20810": "SFR", "20815": "Free", "20820": "BYTEL"}
-RAT_ACT = {"GSM": 0, "UMTS": 2, "LTE": 7}
-_CME_TEXT = {3: "operation not allowed", 4: "operation not supported", 10: "SIM not inserted", 100: "unknown"}
-_REGISTERED = (1, 5)
-_SIM_COMMANDS = frozenset({"AT+CPIN?", "AT+CIMI", "AT+COPS?", "AT+CEREG?", "AT+CREG?"})
-# Setting commands: pattern -> the attribute that keeps the value until the next power-up.
-_SETTINGS = (
-    (r"ATE([01])", "_echo"),
-    (r"AT\+CMEE=([012])", "_cmee"),
-    (r"AT\+COPS=3,([012])", "_cops_format"),
-    (r"AT\+CEREG=([0-5])", "_cereg_n"),
-    (r"AT\+CREG=([0-3])", "_creg_n"),
+from simulators.modem_at_answers import (
+    CME_TEXT,
+    OPERATOR_NAMES,
+    RAT_ACT,
+    SETTINGS,
+    SIM_COMMANDS,
+    VARIANTS,
+    Radio,
+    cesq_lines,
+    csq_lines,
+    gstatus_lines,
+    hcsq_lines,
+    qeng_lines,
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class Vendor:
-    """What differs between modem families on the wire."""
-
-    manufacturer: str
-    model: str
-    revision: str
-    iccid_command: str
-    iccid_prefix: str
-    cell_command: str | None
-    cesq: bool = True  # EC25 support for CESQ is unverified, so our EC25 refuses it
-    labelled_ati: bool = True  # "Manufacturer: ..." lines rather than Quectel's bare ones
-    csq_on_lte: bool = True  # False: +CSQ says 99 (unknown) on LTE, the 27.007 normal case
-    quoted_cgsn: bool = False  # "+CGSN: "<imei>"" instead of a bare line
-    qeng_fields: int = 20
-    boot_urcs: tuple[str, ...] = ("+CPIN: READY",)
-
-
-_QUECTEL = Vendor(
-    "Quectel", "EC25", "EC25EFAR06A06M4G", "AT+QCCID", "+QCCID", 'AT+QENG="SERVINGCELL"', cesq=False,
-    labelled_ati=False, boot_urcs=("RDY", "+CFUN: 1", "+CPIN: READY", "+QUSIM: 1", "+QIND: SMS DONE"),
-)  # fmt: skip
-VARIANTS = {
-    "quectel": _QUECTEL,
-    "quectel18": dataclasses.replace(_QUECTEL, revision="EC25EFAR02A08M4G", qeng_fields=18),
-    "sierra": Vendor(
-        "Sierra Wireless, Incorporated", "MC7455", "SWI9X30C_02.33.03.00", "AT!ICCID?", "ICCID", "AT!GSTATUS?"
-    ),
-    "huawei": Vendor("huawei", "ME909s-120", "11.617.04.00.00", "AT^ICCID?", "^ICCID", "AT^HCSQ?"),
-    "generic": Vendor(
-        "SIMCOM INCORPORATED", "SIMCOM_SIM7600E-H", "LE20B04SIM7600M22", "AT+CCID", "+CCID", None,
-        csq_on_lte=False, quoted_cgsn=True,
-    ),
-}  # fmt: skip
-
-
-@dataclasses.dataclass
-class Radio:
-    """The radio state the simulated modem reports (one LTE serving cell)."""
-
-    stat: int = 1
-    operator: str = "20801"
-    rat: str = "LTE"
-    rsrp_dbm: float = -97.0
-    rsrq_db: float = -11.0
-    sinr_db: float = 9.0
-    rssi_dbm: float | None = None  # None: derived from RSRP for a 10 MHz carrier
-    cell_id: int = 0x1A2B3C4
-    tac: int = 0x9C41
-    pci: int = 318
-    band: int = 20
-    earfcn: int = 6300
-
-    @property
-    def registered(self) -> bool:
-        return self.stat in _REGISTERED
-
-    @property
-    def rssi(self) -> int:
-        # 50 resource blocks x 12 subcarriers: RSSI is about RSRP + 27.8 dB on an idle 10 MHz cell.
-        return round(self.rssi_dbm if self.rssi_dbm is not None else self.rsrp_dbm + 28)
-
-
-def _clamp(value: float, low: int, high: int) -> int:
-    return max(low, min(high, round(value)))
+from simulators.pty import PtyPort
 
 
 class _Refused(Exception):
@@ -295,19 +228,19 @@ class AtModemSimulator:
         if code is None or self._cmee == 0:
             return "ERROR"
         if self._cmee == 2:
-            return f"+CME ERROR: {_CME_TEXT.get(code, code)}"
+            return f"+CME ERROR: {CME_TEXT.get(code, code)}"
         return f"+CME ERROR: {code}"
 
     def _answer(self, cmd: str) -> list[str]:
         for prefix, code in self._errors.items():
             if cmd.startswith(prefix):
                 raise _Refused(code)
-        if not self.sim_present and (cmd in _SIM_COMMANDS or cmd == self.vendor.iccid_command):
+        if not self.sim_present and (cmd in SIM_COMMANDS or cmd == self.vendor.iccid_command):
             raise _Refused(10)
         handler = self._exact().get(cmd)
         if handler is not None:
             return handler()
-        for pattern, attribute in _SETTINGS:
+        for pattern, attribute in SETTINGS:
             match = re.fullmatch(pattern, cmd)
             if match:
                 setattr(self, attribute, int(match.group(1)))
@@ -330,11 +263,15 @@ class AtModemSimulator:
             "AT+COPS?": self._cops,
             "AT+CEREG?": lambda: [self._reg_line("+CEREG", self._cereg_n)],
             "AT+CREG?": lambda: [self._reg_line("+CREG", self._creg_n)],
-            "AT+CSQ": self._csq,
+            "AT+CSQ": lambda: csq_lines(self.radio, self.vendor),
         }
         if v.cesq:
-            table["AT+CESQ"] = self._cesq
-        cells = {'AT+QENG="SERVINGCELL"': self._qeng, "AT!GSTATUS?": self._gstatus, "AT^HCSQ?": self._hcsq}
+            table["AT+CESQ"] = lambda: cesq_lines(self.radio)
+        cells: dict[str, Callable[[], list[str]]] = {
+            'AT+QENG="SERVINGCELL"': lambda: qeng_lines(self.radio, self.vendor),
+            "AT!GSTATUS?": lambda: gstatus_lines(self.radio),
+            "AT^HCSQ?": lambda: hcsq_lines(self.radio),
+        }
         if v.cell_command is not None:
             table[v.cell_command] = cells[v.cell_command]
         return table
@@ -360,61 +297,3 @@ class AtModemSimulator:
         if n >= 2 and r.registered:
             line += f',"{r.tac:04X}","{r.cell_id:07X}",{RAT_ACT[r.rat]}'
         return line
-
-    def _csq(self) -> list[str]:
-        r = self.radio
-        if not r.registered or (r.rat == "LTE" and not self.vendor.csq_on_lte):
-            return ["+CSQ: 99,99"]
-        return [f"+CSQ: {_clamp((r.rssi + 113) / 2, 0, 31)},99"]
-
-    def _cesq(self) -> list[str]:
-        r = self.radio
-        if not r.registered or r.rat != "LTE":
-            return ["+CESQ: 99,99,255,255,255,255"]
-        rsrq, rsrp = _clamp((r.rsrq_db + 20) * 2, 0, 34), _clamp(r.rsrp_dbm + 141, 0, 97)
-        return [f"+CESQ: 99,99,255,255,{rsrq},{rsrp}"]
-
-    def _qeng(self) -> list[str]:
-        r = self.radio
-        if r.stat in (0, 2, 4):
-            return ['+QENG: "servingcell","SEARCH"']
-        state = "NOCONN" if r.registered else "LIMSRV"
-        mcc, mnc = r.operator[:3], r.operator[3:]
-        line = (
-            f'+QENG: "servingcell","{state}","LTE","FDD",{mcc},{mnc},{r.cell_id:X},{r.pci},{r.earfcn},'
-            f"{r.band},3,3,{r.tac:X},{round(r.rsrp_dbm)},{round(r.rsrq_db)},{r.rssi},{round(r.sinr_db)}"
-        )
-        return [line + (",8,-,34" if self.vendor.qeng_fields == 20 else ",34")]
-
-    def _gstatus(self) -> list[str]:
-        r = self.radio
-        rsrp = round(r.rsrp_dbm)
-        emm = "Registered     \tNormal Service" if r.registered else "Deregistered   \tNo Service"
-        # The diversity branch (RxD) reads 4 dB lower: the parser must pick the path, not average.
-        return [
-            "!GSTATUS: ",
-            "Current Time:  22016\t\tTemperature: 40",
-            "Reset Counter: 1\t\tMode:        ONLINE",
-            f"System mode:   {r.rat}        \tPS state:    {'Attached' if r.registered else 'Detached'}",
-            f"LTE band:      B{r.band}    \t\tLTE bw:      10 MHz",
-            f"LTE Rx chan:   {r.earfcn}\t\tLTE Tx chan: {r.earfcn + 18000}",
-            f"EMM state:     {emm}",
-            "RRC state:     RRC Idle",
-            "IMS reg state: No Srv",
-            "",
-            f"PCC RxM RSSI:  {r.rssi}\t\tRSRP (dBm):  {rsrp}",
-            f"PCC RxD RSSI:  {r.rssi - 4}\t\tRSRP (dBm):  {rsrp - 4}",
-            f"Tx Power:      --\t\tTAC:         {r.tac:04X} ({r.tac})",
-            f"RSRQ (dB):     {r.rsrq_db:.1f}\t\tCell ID:     {r.cell_id:08X} ({r.cell_id})",
-            f"SINR (dB):     {r.sinr_db:.1f}",
-        ]
-
-    def _hcsq(self) -> list[str]:
-        r = self.radio
-        if not r.registered:
-            return ['^HCSQ: "NOSERVICE"']
-        rssi = _clamp(r.rssi + 121, 0, 96)
-        if r.rat != "LTE":
-            return [f'^HCSQ: "{"WCDMA" if r.rat == "UMTS" else "GSM"}",{rssi}']
-        rsrp, rsrq = _clamp(r.rsrp_dbm + 141, 0, 97), _clamp((r.rsrq_db + 20) * 2, 0, 34)
-        return [f'^HCSQ: "LTE",{rssi},{rsrp},{_clamp((r.sinr_db + 20.2) * 5, 0, 251)},{rsrq}']

@@ -11,7 +11,8 @@ import pytest
 from drivers.base import DeviceUnavailable
 from drivers.modem.at_channel import AtChannel, AtCommandError
 from drivers.modem.at_driver import AtModemDriver
-from simulators.modem_at import VARIANTS, AtModemSimulator
+from simulators.modem_at import AtModemSimulator
+from simulators.modem_at_answers import VARIANTS
 from simulators.pty import PtyPort
 
 # What each variant's vendor line adds beyond 27.007: (pci, band, earfcn, sinr_db)
