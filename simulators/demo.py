@@ -12,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from agent.logs import setup_logging
 from agent.probe_cmd import format_table, read_all
 from simulators.devices import SimulatedBus
 
@@ -30,6 +31,7 @@ def _wait_for_fix(config: Path, timeout_s: float = 20.0) -> None:
 
 
 def main() -> int:
+    setup_logging("warning", sys.stderr)
     with tempfile.TemporaryDirectory(prefix="busagent-demo-") as tmp:
         workdir = Path(tmp)
         print("starting simulated devices: GPS (through the real gpsd), 4G modem, shore power, printer")
