@@ -8,6 +8,7 @@ are errors (a typo in a config must not silently fall back to a default).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -48,6 +49,14 @@ def in_range(lo: float | None = None, hi: float | None = None) -> Check:
     return check
 
 
+def _run_check(check: Check, value: Any) -> str | None:
+    """A check's verdict; a check that cannot even parse the value (urlsplit on "http://[::1") is a no."""
+    try:
+        return check(value)
+    except ValueError as exc:
+        return f"cannot be parsed ({exc}): {value!r}"
+
+
 class _Builder:
     """Walks one TOML document; accumulates errors instead of stopping at the first."""
 
@@ -80,7 +89,7 @@ class _Builder:
             value, good = self.convert(hints[name], data[name], where)
             check: Check | None = field.metadata.get("check")
             if good and check is not None and value is not None:
-                problem = check(value)
+                problem = _run_check(check, value)
                 if problem:
                     self.error(where, problem)
                     good = False
@@ -129,6 +138,9 @@ class _Builder:
     def convert_scalar(self, tp: Any, value: Any, path: str) -> tuple[Any, bool]:
         # bool is an int in Python; a config that says `port = true` is still wrong.
         if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # TOML allows nan and inf; no setting means either
+                self.error(path, f"must be a finite number, got {value!r}")
+                return None, False
             return float(value), True
         if tp in (int, str, bool) and type(value) is tp:
             return value, True

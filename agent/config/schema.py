@@ -13,12 +13,12 @@ from urllib.parse import urlsplit
 
 from agent.config.loader import in_range, setting
 
-_VEHICLE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_VEHICLE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SERIAL_SCHEMES = ("socket", "rfc2217", "loop", "spy", "alt", "hwgrep")
 
 
 def _vehicle_id(value: str) -> str | None:
-    if _VEHICLE_RE.match(value):
+    if _VEHICLE_RE.fullmatch(value):
         return None
     return (
         f"{value!r} is not a valid vehicle id (letters, digits, '-', '_', '.'; at most 64;"

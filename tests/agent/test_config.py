@@ -142,3 +142,22 @@ def test_agentctl_config_check_prints_each_error_and_fails(tmp_path: Path) -> No
         f"{path}:agent.foo: unknown key (known keys here: data_dir, log_level, runtime_dir, vehicle_id)",
         f"{path}:gps.poll_s: must be at least 0.1, got -1.0",
     ]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_numbers_are_rejected(value: str) -> None:
+    assert errors_of(MINIMAL + f"[gps]\ntimeout_s = {value}\n") == [
+        f"bus.toml:gps.timeout_s: must be a finite number, got {float(value)!r}"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("section", "url"), [("modem", "http://[::1"), ("gps", "gpsd://[::1"), ("printer", "ipp://[zz]/x")]
+)
+def test_unparsable_urls_are_config_errors_not_crashes(section: str, url: str) -> None:
+    errors = errors_of(MINIMAL + f'[{section}]\nurl = "{url}"\n')
+    assert len(errors) == 1 and errors[0].startswith(f"bus.toml:{section}.url: cannot be parsed")
+
+
+def test_vehicle_id_with_a_trailing_newline_is_rejected() -> None:
+    assert errors_of('[agent]\nvehicle_id = "bus-01\\n"\n')[0].startswith("bus.toml:agent.vehicle_id:")
