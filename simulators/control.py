@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from simulators.serving import REQUEST_TIMEOUT_S, ClosingThreadingMixIn
+
 MAX_REQUEST = 4096
 
 
@@ -22,10 +24,16 @@ def control_socket_for(config_path: str | Path) -> Path:
     return path.with_name(path.name + ".sim.sock")
 
 
-class ControlServer:
-    """Serves ``apply(line) -> str`` on a Unix socket; errors become answers, never crashes."""
+class _UnixServer(ClosingThreadingMixIn, socketserver.UnixStreamServer):
+    """One thread per client, each with a timeout; stop() cuts them all."""
 
-    def __init__(self, path: Path, apply: Callable[[str], str]) -> None:
+
+class ControlServer:
+    """Serves ``apply(line) -> str`` on a Unix socket; every request gets an answer, nothing crashes it."""
+
+    def __init__(
+        self, path: Path, apply: Callable[[str], str], *, request_timeout_s: float = REQUEST_TIMEOUT_S
+    ) -> None:
         self.path = path
         self._apply = apply
         self._lock = threading.Lock()  # simulator verbs run one at a time
@@ -33,37 +41,45 @@ class ControlServer:
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
-                for raw in self.rfile:
+                # Bounded reads: a client that never sends a newline cannot grow our buffer.
+                while raw := self.rfile.readline(MAX_REQUEST + 1):
                     self.wfile.write(json.dumps(outer.answer(raw)).encode() + b"\n")
+                    if len(raw) > MAX_REQUEST:
+                        return  # the rest of that line is not a request: hang up
 
         if path.exists() or path.is_symlink():
             path.unlink()
-        self._server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
-        self._server.daemon_threads = True
+        self._server = _UnixServer(str(path), Handler)
+        self._server.request_timeout_s = request_timeout_s
         self._thread = threading.Thread(target=self._server.serve_forever, name="sim-control", daemon=True)
 
     def answer(self, raw: bytes) -> dict[str, object]:
+        """The answer to one request line; never raises, whatever the line or the verb does."""
         if len(raw) > MAX_REQUEST:
-            return {"ok": False, "error": "request too long"}
+            return {"ok": False, "error": f"request too long (over {MAX_REQUEST} bytes)"}
         try:
             request = json.loads(raw)
             line = request["action"]
             if not isinstance(line, str):
                 raise TypeError("action must be a string")
-        except (ValueError, KeyError, TypeError) as exc:
-            return {"ok": False, "error": f"bad request: {exc}"}
+        except Exception as exc:  # noqa: BLE001 - any undecodable line (deep nesting: RecursionError)
+            return {"ok": False, "error": f"bad request: {type(exc).__name__}: {exc}"}
         try:
             with self._lock:
                 return {"ok": True, "done": self._apply(line)}
-        except (ValueError, TypeError, OSError) as exc:
+        except (ValueError, TypeError, OSError) as exc:  # a refused verb: its message says why
             return {"ok": False, "error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - a bug in a verb is answered too, never a hang-up
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self._server.shutdown()
+        self._server.close_connections()
         self._server.server_close()
+        self._thread.join(timeout=5)
         self.path.unlink(missing_ok=True)
 
 

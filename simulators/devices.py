@@ -8,8 +8,9 @@ agent reads them exactly as it reads real hardware: only the endpoints in the co
 from __future__ import annotations
 
 import contextlib
+import math
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,11 +138,7 @@ disk_path = "{data_dir}"
         return {
             "unplug-shore": Action("shore power socket dead or unplugged", "", no_args(power.unplug)),
             "plug-shore": Action("shore power plugged in", "", no_args(power.plug)),
-            "battery": Action(
-                "set battery voltage and charge",
-                "VOLTS SOC%",
-                lambda a: power.set_battery(*_floats(a, 2)),
-            ),
+            "battery": _numeric("set battery voltage and charge", "VOLTS SOC%", power.set_battery),
             "paper-out": Action("printer out of paper", "", no_args(printer.media_empty)),
             "paper-jam": Action("printer paper jam", "", no_args(printer.jam)),
             "toner-low": Action("printer toner low", "", no_args(printer.toner_low)),
@@ -152,18 +149,12 @@ disk_path = "{data_dir}"
             "modem-replug": Action("4G modem plugged back", "", no_args(modem.replug)),
             "modem-silent": Action("modem stops answering", "", no_args(modem.go_silent)),
             "modem-resume": Action("modem answers again", "", no_args(modem.resume)),
-            "signal": Action(
-                "set LTE signal",
-                "RSRP_DBM RSRQ_DB SINR_DB",
-                lambda a: modem.set_signal(*_floats(a, 3)),
-            ),
+            "signal": _numeric("set LTE signal", "RSRP_DBM RSRQ_DB SINR_DB", modem.set_signal),
             "gps-lose": Action("GPS loses its fix", "", no_args(gps.lose_fix)),
             "gps-regain": Action("GPS fix back", "", no_args(gps.regain_fix)),
-            "move": Action("put the bus at a place", "LAT LON", lambda a: gps.set_position(*_floats(a, 2))),
-            "speed": Action(
-                "set speed and heading",
-                "KMH TRACK_DEG",
-                lambda a: gps.set_motion(_floats(a, 2)[0] / 3.6, _floats(a, 2)[1]),
+            "move": _numeric("put the bus at a place", "LAT LON", gps.set_position),
+            "speed": _numeric(
+                "set speed and heading", "KMH TRACK_DEG", lambda kmh, track: gps.set_motion(kmh / 3.6, track)
             ),
         }
 
@@ -185,9 +176,28 @@ def _expect(args: list[str], count: int) -> None:
         raise ValueError(f"expected {count} argument(s), got {len(args)}")
 
 
-def _floats(args: list[str], count: int) -> list[float]:
+def _numeric(help: str, args: str, verb: Callable[..., object]) -> Action:
+    """An action taking the numbers named in ``args`` (space-separated), checked before ``verb`` runs."""
+    names = args.split()
+
+    def run(words: list[str]) -> None:
+        verb(*_floats(words, len(names), names))
+
+    return Action(help, args, run)
+
+
+def _floats(args: list[str], count: int, names: Sequence[str] = ()) -> list[float]:
+    """``count`` finite numbers; ValueError naming the first argument that is not one."""
     _expect(args, count)
-    try:
-        return [float(a) for a in args]
-    except ValueError as exc:
-        raise ValueError(f"arguments must be numbers: {' '.join(args)}") from exc
+    numbers = []
+    for index, word in enumerate(args):
+        name = names[index] if index < len(names) else f"argument {index + 1}"
+        try:
+            number = float(word)
+        except ValueError:
+            number = math.nan
+        # float() takes "nan" and "inf": they would reach a simulator's model and kill its thread.
+        if not math.isfinite(number):
+            raise ValueError(f"{name} must be a finite number, not {word!r}")
+        numbers.append(number)
+    return numbers

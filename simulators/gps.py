@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from functools import reduce
 
-from simulators.base import Clock, History
+from simulators.base import Clock, History, ServingLoop, finite
 from simulators.pty import PtyPort
 
 EARTH_RADIUS_M = 6_371_000.0
@@ -71,6 +71,10 @@ def offset(origin: tuple[float, float], track_deg: float, metres: float) -> tupl
     return lat, (lon + 180.0) % 360.0 - 180.0
 
 
+def _checked_point(lat: float, lon: float) -> tuple[float, float]:
+    return finite("lat", lat, -90.0, 90.0), finite("lon", lon, -180.0, 180.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class Truth:
     """Where the simulated bus really is at one moment (before jitter)."""
@@ -121,8 +125,10 @@ class GpsSimulator:
         self._period_s = 1.0 / rate_hz
         self._rng = rng or random.Random()  # noqa: S311 - wander of a fake fix, not a secret
         self._lock = threading.Lock()  # verbs come from the test thread, epochs from ours
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # One epoch failing is recorded in history; the receiver keeps talking, as a real one does.
+        self._loop = ServingLoop(
+            "gps-sim", self._write_epoch, self.history, where="epoch", after_error_s=self._period_s
+        )
         self._anchor = Truth(48.8566, 2.3522, 0.0, 0.0)
         self._anchored_at = clock()
         self._route: _Route | None = None
@@ -136,6 +142,8 @@ class GpsSimulator:
 
     def set_position(self, lat: float, lon: float, alt_m: float | None = None) -> None:
         """Put the receiver here now; it keeps its speed and track (0 by default)."""
+        lat, lon = _checked_point(lat, lon)
+        alt_m = None if alt_m is None else finite("alt_m", alt_m)
         with self._lock:
             current = self._truth(self._clock())
             self._anchor = Truth(lat, lon, current.speed_mps, current.track_deg)
@@ -145,6 +153,7 @@ class GpsSimulator:
 
     def set_motion(self, speed_mps: float, track_deg: float) -> None:
         """Drive straight on from where we are, at this speed over ground and course."""
+        speed_mps, track_deg = finite("speed_mps", speed_mps, 0.0), finite("track_deg", track_deg)
         with self._lock:
             now = self._clock()
             current = self._truth(now)
@@ -154,8 +163,9 @@ class GpsSimulator:
 
     def follow_route(self, points: Sequence[tuple[float, float]], speed_mps: float) -> None:
         """Drive the straight segments between ``points`` from now on, then park at the last one."""
-        if len(points) < 2 or speed_mps <= 0:
+        if len(points) < 2 or finite("speed_mps", speed_mps) <= 0:
             raise ValueError("a route needs two points or more and a positive speed")
+        points = [_checked_point(lat, lon) for lat, lon in points]
         with self._lock:
             self._route = _Route(tuple(points), speed_mps, self._clock())
         self.history.record("follow_route", points=list(points), speed_mps=speed_mps)
@@ -173,6 +183,7 @@ class GpsSimulator:
 
     def set_jitter(self, metres: float) -> None:
         """While parked, let the reported fix wander randomly within ``metres`` of the truth."""
+        metres = finite("metres", metres)
         with self._lock:
             self._jitter_m = max(0.0, metres)
             self._wander = (0.0, 0.0)
@@ -200,19 +211,15 @@ class GpsSimulator:
     # --- running ---
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._loop.alive:
             return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="gps-sim", daemon=True)
-        self._thread.start()
+        self._loop.start()
         self.history.record("start", path=self.port.path)
 
     def stop(self) -> None:
-        if self._thread is None:
+        if not self._loop.alive:
             return
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._thread = None
+        self._loop.stop()
         self.history.record("stop")
 
     def __enter__(self) -> GpsSimulator:
@@ -222,13 +229,11 @@ class GpsSimulator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
-                epoch = self._epoch(self._utc_now())
-                self.port.write(epoch)
-            self.epochs += 1
-            self._stop.wait(self._period_s)
+    def _write_epoch(self) -> float:
+        with self._lock:
+            self.port.write(self._epoch(self._utc_now()))
+        self.epochs += 1
+        return self._period_s
 
     # --- model (callers hold the lock) ---
 

@@ -25,6 +25,9 @@ import time
 from typing import IO
 
 from simulators.base import History
+from simulators.process import free_port, terminate
+
+__all__ = ["GpsdProcess", "GpsdStartError", "free_port", "listed_devices"]
 
 GPSD = "/usr/sbin/gpsd"
 _BIND_FAILED = "can't bind to IPv4 port"
@@ -32,14 +35,6 @@ _BIND_FAILED = "can't bind to IPv4 port"
 
 class GpsdStartError(RuntimeError):
     """gpsd did not come up; the message carries the end of its stderr."""
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (it may be taken again before gpsd binds it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def listed_devices(port: int, timeout_s: float = 1.0) -> dict[str, dict[str, object]]:
@@ -102,11 +97,16 @@ class GpsdProcess:
 
     def _spawn(self) -> None:
         # A file, not a pipe: nobody drains a pipe while gpsd runs, and a full pipe would block it.
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop(), or below if gpsd cannot run
         argv = [self.program, "-N", "-n", "-b", "-S", str(self.port), *self.devices]
-        self._process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr
-        )
+        try:
+            self._process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
+            )
+        except BaseException:
+            stderr.close()
+            raise
+        self._stderr = stderr
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout_s
@@ -142,13 +142,7 @@ class GpsdProcess:
         """Terminate gpsd and reap it; the port is free again afterwards."""
         process, self._process = self._process, None
         if process is not None:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=5)
+            terminate(process)
             self.history.record("stop", port=self.port, returncode=process.returncode)
         if self._stderr is not None:
             self._stderr.close()

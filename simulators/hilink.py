@@ -10,7 +10,6 @@ every verb is recorded in :attr:`HiLinkSimulator.history`.
 from __future__ import annotations
 
 import contextlib
-import http.server
 import itertools
 import threading
 import time
@@ -19,7 +18,8 @@ from http.cookies import CookieError, SimpleCookie
 from types import TracebackType
 from xml.sax.saxutils import escape
 
-from simulators.base import Clock, History
+from simulators.base import Clock, History, finite
+from simulators.serving import REQUEST_TIMEOUT_S, HttpEndpoint, QuietHandler, QuietHTTPServer
 
 # The elements that older E3372 firmware returns in device/signal (protocols.md section 2).
 OLD_FIRMWARE_SIGNAL = ("pci", "sc", "cell_id", "rsrq", "rsrp", "rssi", "sinr", "rscp", "ecio", "mode")
@@ -59,14 +59,15 @@ class HiLinkSimulator:
         port: int = 0,
         clock: Clock = time.monotonic,
         session_ids: Callable[[], str] | None = None,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
         self.history = History(clock)
-        self._address = (host, port)
+        self._http = HttpEndpoint(
+            self, _Handler, (host, port), name="hilink-sim", request_timeout_s=request_timeout_s
+        )
         self._new_id = session_ids or _counter_ids()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._sessions: set[str] = set()
         self._fail_codes: list[int] = []
         self._garbage = False
@@ -82,37 +83,23 @@ class HiLinkSimulator:
 
     @property
     def url(self) -> str:
-        if self._server is None:
+        if not self._http.running:
             raise RuntimeError("simulator not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        host, port = self._http.address
+        return f"http://{host}:{port}"
 
     def start(self) -> HiLinkSimulator:
         self._stopping.clear()
         with self._lock:
             self._sessions.clear()  # a stick coming back (replug, reboot) has forgotten every session
-        self._server = _Server(self._address, _Handler, self)
-        # A short poll interval keeps stop() quick (shutdown waits for the serve loop to notice).
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="hilink-sim", daemon=True
-        )
-        self._thread.start()
+        self._http.start()  # on the same port as before, as a replugged stick
         return self
 
     def stop(self) -> None:
-        """Stop serving; requests still sleeping in ``set_delay`` are dropped unanswered."""
+        """Stop serving; requests still sleeping in ``set_delay`` are dropped unanswered and open
+        connections are cut."""
         self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        # Keep the address so a later start() comes back on the same port, as a replugged stick.
-        if self._server is not None:
-            host, port = self._server.server_address[:2]
-            self._address = (str(host), int(port))
-        self._server = None
-        self._thread = None
+        self._http.stop()
 
     def __enter__(self) -> HiLinkSimulator:
         return self.start()
@@ -131,7 +118,13 @@ class HiLinkSimulator:
         sinr_db: float | None,
         rssi_dbm: float | None = None,
     ) -> None:
-        """New measurements; None leaves the element empty, as an unregistered stick does."""
+        """New measurements; None leaves the element empty, as an unregistered stick does.
+
+        ValueError, with nothing changed, when a value is given and is not a finite number."""
+        given = {"rsrp_dbm": rsrp_dbm, "rsrq_db": rsrq_db, "sinr_db": sinr_db, "rssi_dbm": rssi_dbm}
+        for name, value in given.items():
+            if value is not None:
+                finite(name, value)
         self.history.record(
             "set_signal", rsrp_dbm=rsrp_dbm, rsrq_db=rsrq_db, sinr_db=sinr_db, rssi_dbm=rssi_dbm
         )
@@ -193,6 +186,7 @@ class HiLinkSimulator:
 
     def set_delay(self, seconds: float) -> None:
         """Wait this long before answering each request."""
+        seconds = finite("seconds", seconds, 0.0, 3600.0)
         self.history.record("set_delay", seconds=seconds)
         with self._lock:
             self._delay_s = seconds
@@ -298,25 +292,9 @@ def _session_of(cookie_header: str | None) -> str | None:
     return morsel.value if morsel is not None else None
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    """ThreadingHTTPServer that knows its simulator (no class-level globals)."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[_Handler], simulator: HiLinkSimulator) -> None:
-        self.simulator = simulator
-        super().__init__(address, handler)
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        """A driver that timed out and hung up is normal here; do not print tracebacks."""
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: _Server
+class _Handler(QuietHandler):
+    server: QuietHTTPServer[HiLinkSimulator]
 
     def do_GET(self) -> None:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self.server.simulator._serve(self)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: requests are recorded in the simulator's history instead of on stderr."""

@@ -23,7 +23,6 @@ import http.client
 import os
 import select
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -35,6 +34,7 @@ from drivers.base import DriverError
 from drivers.printer import ipp
 from drivers.printer.driver import IppTarget, describe_status, ipp_call
 from simulators.base import Clock, History
+from simulators.process import free_port, terminate
 
 PROGRAM = "/usr/sbin/ippeveprinter"
 DBUS_DAEMON = "dbus-daemon"
@@ -113,7 +113,7 @@ class IppEvePrinter:
         """Terminate and reap ippeveprinter and its private bus; remove our temporary directory."""
         for proc in (self._proc, self._dbus):
             if proc is not None:
-                _terminate(proc)
+                terminate(proc)
         if self._proc is not None:
             self.history.record("stop", returncode=self._proc.returncode)
         self._proc, self._dbus = None, None
@@ -138,13 +138,13 @@ class IppEvePrinter:
         # A free port can be taken between our probe and ippeveprinter's bind: retry a few.
         attempts = 1 if self._wanted_port else 3
         for attempt in range(attempts):
-            self._port = self._wanted_port or _free_port()
+            self._port = self._wanted_port or free_port()
             self._proc = self._spawn(bus_address, script)
             try:
                 self._wait_ready(self._proc)
                 return
             except RuntimeError:
-                _terminate(self._proc)
+                terminate(self._proc)
                 if attempt == attempts - 1 or "listener" not in self._log_tail():
                     raise
 
@@ -300,13 +300,6 @@ def _option_value(values: list[str] | list[int]) -> str:
     return ",".join(f'"{v}"' if " " in str(v) else str(v) for v in values)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _start_private_bus() -> tuple[subprocess.Popen[bytes], str]:
     """A throwaway session-config dbus-daemon; returns it and the address it printed."""
     if shutil.which(DBUS_DAEMON) is None:
@@ -321,18 +314,6 @@ def _start_private_bus() -> tuple[subprocess.Popen[bytes], str]:
     ready, _, _ = select.select([proc.stdout], [], [], 5.0)
     address = proc.stdout.readline().decode().strip() if ready else ""
     if not address:
-        _terminate(proc)
+        terminate(proc)
         raise RuntimeError("private dbus-daemon did not print its address within 5 s")
     return proc, address
-
-
-def _terminate(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-    if proc.stdout is not None:
-        proc.stdout.close()

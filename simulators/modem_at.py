@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from simulators.base import Clock, History
+from simulators.base import Clock, History, ServingLoop, finite
 from simulators.modem_at_answers import (
     CME_TEXT,
     OPERATOR_NAMES,
@@ -33,6 +33,8 @@ from simulators.modem_at_answers import (
     qeng_lines,
 )
 from simulators.pty import PtyPort
+
+_IDLE_S = 0.005  # rest between reads while the line is quiet, outside the lock so verbs get in
 
 
 class _Refused(Exception):
@@ -61,8 +63,10 @@ class AtModemSimulator:
         self.radio = Radio()
         self.sim_present = True
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # A bug answering one command is recorded in history; the modem keeps answering the next.
+        self._loop = ServingLoop(
+            f"at-modem-{variant}", self._serve_once, self.history, where="serve", after_error_s=_IDLE_S
+        )
         self._silent = False
         self._errors: dict[str, int | None] = {}
         self._pending_urcs: list[tuple[str, str]] = []
@@ -70,16 +74,11 @@ class AtModemSimulator:
         self._power_up()
 
     def start(self) -> AtModemSimulator:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._serve, name=f"at-modem-{self.variant}", daemon=True)
-        self._thread.start()
+        self._loop.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
+        self._loop.stop(timeout_s=2.0)
 
     def __enter__(self) -> AtModemSimulator:
         return self.start()
@@ -94,7 +93,14 @@ class AtModemSimulator:
     def set_signal(
         self, rsrp_dbm: float, rsrq_db: float, sinr_db: float, rssi_dbm: float | None = None
     ) -> None:
-        self._update("set_signal", rsrp_dbm=rsrp_dbm, rsrq_db=rsrq_db, sinr_db=sinr_db, rssi_dbm=rssi_dbm)
+        """New LTE measurements; ValueError (radio unchanged) unless every one is a finite number."""
+        self._update(
+            "set_signal",
+            rsrp_dbm=finite("rsrp_dbm", rsrp_dbm),
+            rsrq_db=finite("rsrq_db", rsrq_db),
+            sinr_db=finite("sinr_db", sinr_db),
+            rssi_dbm=None if rssi_dbm is None else finite("rssi_dbm", rssi_dbm),
+        )
 
     def set_registration(self, stat: int) -> None:
         """27.007 <stat>; a +CEREG URC goes out when the host enabled them (AT+CEREG=1 or 2)."""
@@ -183,18 +189,17 @@ class AtModemSimulator:
     def _power_up(self) -> None:
         self._echo, self._cmee, self._cops_format, self._cereg_n, self._creg_n = 1, 0, 0, 0, 0
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
-                # Under the lock, so unplug() cannot close the fd while we wait on it.
-                try:
-                    data = self.port.read(0.02) if self.port.present else b""
-                    if data:
-                        self._receive(data)
-                except OSError:  # the pty was closed behind our back (test teardown): nothing to serve
-                    data = b""
-            if not data:
-                self._stop.wait(0.005)
+    def _serve_once(self) -> float:
+        """Read what the driver sent and answer it; how long to rest before reading again."""
+        with self._lock:
+            # Under the lock, so unplug() cannot close the fd while we wait on it.
+            try:
+                data = self.port.read(0.02) if self.port.present else b""
+                if data:
+                    self._receive(data)
+            except OSError:  # the pty was closed behind our back (test teardown): nothing to serve
+                data = b""
+        return 0.0 if data else _IDLE_S
 
     def _receive(self, data: bytes) -> None:
         if self._echo and not self._silent:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from simulators.base import Clock, History
+from simulators.base import Clock, History, finite
 from simulators.power_sysfs import GpioLineSimulator, SysfsPowerSimulator
 from simulators.power_vedirect import Device, VeDirectSimulator
 from simulators.pty import PtyPort
@@ -70,9 +70,12 @@ class ShorePowerSim:
         self.history.record("unplug")
 
     def set_battery(self, volts: float, soc_pct: float, current_a: float | None = None) -> None:
-        """House battery state; the current defaults to charging when plugged, discharging when not."""
+        """House battery state; the current defaults to charging when plugged, discharging when not.
+
+        ValueError, with nothing changed, unless every number is finite and the charge is 0-100 %."""
+        volts, soc_pct = finite("volts", volts, 0.0), finite("soc_pct", soc_pct, 0.0, 100.0)
+        current = finite("current_a", current_a) if current_a is not None else self._current()
         self._volts, self._soc_pct = volts, soc_pct
-        current = current_a if current_a is not None else self._current()
         self.sysfs.set_battery(volts, soc_pct, current_a=current)
         if self.vedirect is not None:
             self.vedirect.set_battery(volts, current, soc_pct)

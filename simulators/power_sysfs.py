@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from simulators.base import Clock, History
+from simulators.base import Clock, History, finite
 
 
 def _write(path: Path, text: str) -> None:
@@ -68,6 +68,8 @@ class SysfsPowerSimulator:
         self, volts: float, soc_pct: float, status: str | None = None, current_a: float | None = None
     ) -> None:
         """New battery values; ``status`` is the kernel word ("Charging", "Full", "Not charging", ...)."""
+        volts, soc_pct = finite("volts", volts, 0.0), finite("soc_pct", soc_pct, 0.0, 100.0)
+        current_a = None if current_a is None else finite("current_a", current_a)
         status = status or ("Charging" if self._plugged else "Discharging")
         if current_a is None:
             current_a = 1.5 if status == "Charging" else -2.0 if status == "Discharging" else 0.0

@@ -15,7 +15,7 @@ import time
 from types import TracebackType
 from typing import Literal
 
-from simulators.base import Clock, History
+from simulators.base import Clock, History, ServingLoop, finite
 from simulators.pty import PtyPort
 
 Device = Literal["smartshunt", "mppt", "charger"]
@@ -65,15 +65,25 @@ class VeDirectSimulator:
         self.history = History(clock)
         self._state = _State()
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        # A block that fails to build is recorded in history; the device keeps streaming.
+        self._loop = ServingLoop(
+            f"vedirect-sim-{device}",
+            self._tick_and_rest,
+            self.history,
+            where="tick",
+            after_error_s=interval_s,
+        )
         self._sent = 0
         self._corrupt_next = False
         self._silent = False
 
     # -- test verbs -------------------------------------------------------------------------------
     def set_battery(self, volts: float, current_a: float, soc_pct: float | None = None) -> None:
-        """Battery voltage, current (+ charging) and, for a SmartShunt, state of charge."""
+        """Battery voltage, current (+ charging) and, for a SmartShunt, state of charge.
+
+        ValueError, with nothing changed, unless every number is finite and the charge is 0-100 %."""
+        volts, current_a = finite("volts", volts, 0.0), finite("current_a", current_a)
+        soc_pct = None if soc_pct is None else finite("soc_pct", soc_pct, 0.0, 100.0)
         with self._lock:
             self._state.volts, self._state.current_a = volts, current_a
             if soc_pct is not None:
@@ -105,16 +115,11 @@ class VeDirectSimulator:
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> VeDirectSimulator:
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name=f"vedirect-sim-{self.device}", daemon=True)
-        self._thread.start()
+        self._loop.start()
         return self
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._loop.stop()
 
     def __enter__(self) -> VeDirectSimulator:
         return self.start()
@@ -124,10 +129,9 @@ class VeDirectSimulator:
     ) -> None:
         self.stop()
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self.tick()
-            self._stopping.wait(self.interval_s)
+    def _tick_and_rest(self) -> float:
+        self.tick()
+        return self.interval_s
 
     # -- wire -------------------------------------------------------------------------------------
     def tick(self) -> bytes:

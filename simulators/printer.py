@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import http.server
 import itertools
 import threading
 import time
@@ -19,10 +18,11 @@ from types import TracebackType
 
 from drivers.printer import ipp
 from drivers.snapshots import PrinterMarker
-from simulators.base import Clock, History
+from simulators.base import Clock, History, finite
+from simulators.serving import REQUEST_TIMEOUT_S, HttpEndpoint, QuietHandler, QuietHTTPServer, read_body
 
 PATH = "/ipp/print"
-MAX_REQUEST_BYTES = 8 * 1024 * 1024
+MAX_REQUEST_BYTES = 8 * 1024 * 1024  # the whole body, Content-Length or the sum of its chunks
 GARBAGE = b"<html><body>502 Bad Gateway</body></html>\x00\xff"
 _STATE_CODES = {"idle": 3, "printing": 4, "stopped": 5}
 _DEFAULT_MARKERS = (PrinterMarker("Black Toner", "#000000", "toner", 80),)
@@ -40,17 +40,18 @@ class IppPrinterSimulator:
         make_and_model: str = "BusOffice LaserJet 100",
         print_time_s: float = 0.5,
         clock: Clock = time.monotonic,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
         self.history = History(clock)
         self.name = name
         self.make_and_model = make_and_model
         self.print_time_s = print_time_s
         self._clock = clock
-        self._address = (host, port)
+        self._http = HttpEndpoint(
+            self, _Handler, (host, port), name="ipp-printer-sim", request_timeout_s=request_timeout_s
+        )
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._job_ids = itertools.count(1)
         self._state = "idle"
         self._reasons: list[str] = []
@@ -67,34 +68,21 @@ class IppPrinterSimulator:
 
     @property
     def url(self) -> str:
-        host, port = self._address
+        host, port = self._http.address
         if port == 0:
             raise RuntimeError("simulator not started")
         return f"ipp://{host}:{port}{PATH}"
 
     def start(self) -> IppPrinterSimulator:
         self._stopping.clear()
-        self._server = _Server(self._address, _Handler, self)
-        host, port = self._server.server_address[:2]
-        # Keep the bound port so offline()/online() and stop()/start() come back on the same URL.
-        self._address = (str(host), int(port))
-        # A short poll interval keeps shutdown quick (it waits for the serve loop to notice).
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="ipp-printer-sim", daemon=True
-        )
-        self._thread.start()
+        # On the port of the previous run: offline()/online() and stop()/start() keep the URL.
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        """Close the listening socket: connections are refused until start() again."""
+        """Close the listening socket and cut open connections: refused until start() again."""
         self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
+        self._http.stop()
 
     def __enter__(self) -> IppPrinterSimulator:
         return self.start()
@@ -126,6 +114,7 @@ class IppPrinterSimulator:
 
     def toner_low(self, level_pct: int = 4) -> None:
         """Black toner nearly empty: a warning reason and the marker level drop."""
+        _check_level(level_pct)
         self.history.record("toner_low", level_pct=level_pct)
         with self._lock:
             self._add_reasons(("toner-low-warning",))
@@ -149,6 +138,7 @@ class IppPrinterSimulator:
 
     def set_marker_level(self, pct: int) -> None:
         """Level of the (black toner) marker; -1/-2/-3 are the "not a percentage" values."""
+        _check_level(pct)
         self.history.record("set_marker_level", pct=pct)
         with self._lock:
             self._markers[0] = dataclasses.replace(self._markers[0], level_pct=pct)
@@ -167,7 +157,7 @@ class IppPrinterSimulator:
     def online(self) -> None:
         """Switched on again, on the same port."""
         self.history.record("online")
-        if self._server is None:
+        if not self._http.running:
             self.start()
 
     def serve_garbage(self, on: bool) -> None:
@@ -190,6 +180,7 @@ class IppPrinterSimulator:
 
     def set_delay(self, seconds: float) -> None:
         """Wait this long before answering each request."""
+        seconds = finite("seconds", seconds, 0.0, 3600.0)
         self.history.record("set_delay", seconds=seconds)
         with self._lock:
             self._delay_s = seconds
@@ -292,7 +283,7 @@ class IppPrinterSimulator:
             delay, garbage, http_status = self._delay_s, self._garbage, self._http_status
         if delay > 0 and self._stopping.wait(delay):
             return  # switched off while being slow: drop the request like a dead printer
-        body = _read_body(handler)
+        body = read_body(handler, MAX_REQUEST_BYTES)
         if body is None or http_status != 200:
             status = 400 if body is None else http_status
             self.history.record("request", path=handler.path, operation=None, status=f"http-{status}")
@@ -302,6 +293,11 @@ class IppPrinterSimulator:
             _reply(handler, 200, GARBAGE, "application/ipp")
         else:
             _reply(handler, 200, self.answer(handler.path, body), "application/ipp")
+
+
+def _check_level(pct: int) -> None:
+    if isinstance(pct, bool) or not isinstance(pct, int) or not -3 <= pct <= 100:
+        raise ValueError(f"a marker level is a whole number from -3 to 100, not {pct!r}")
 
 
 def _level(level_pct: int | None) -> int:
@@ -322,35 +318,6 @@ def _error_answer(request_id: int, status: int, message: str) -> bytes:
     return ipp.encode(ipp.IppMessage(status, request_id, (_operation_group(message[:1000]),)))
 
 
-def _read_body(handler: _Handler) -> bytes | None:
-    """The request body (Content-Length or chunked, as CUPS clients send); None when malformed."""
-    try:
-        if "chunked" in handler.headers.get("Transfer-Encoding", "").lower():
-            return _read_chunked(handler)
-        length = int(handler.headers.get("Content-Length") or 0)
-    except ValueError:
-        return None
-    if not 0 <= length <= MAX_REQUEST_BYTES:
-        return None
-    return handler.rfile.read(length)
-
-
-def _read_chunked(handler: _Handler) -> bytes | None:
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        size = int(handler.rfile.readline(100).split(b";")[0].strip() or b"x", 16)
-        if size == 0:
-            while handler.rfile.readline(1000) not in (b"\r\n", b"\n", b""):
-                pass  # trailer fields, ignored
-            return b"".join(chunks)
-        total += size
-        if total > MAX_REQUEST_BYTES:
-            return None
-        chunks.append(handler.rfile.read(size))
-        handler.rfile.readline(10)
-
-
 def _reply(handler: _Handler, status: int, body: bytes, content_type: str) -> None:
     handler.send_response(status)
     handler.send_header("Content-Type", content_type)
@@ -361,29 +328,11 @@ def _reply(handler: _Handler, status: int, body: bytes, content_type: str) -> No
     handler.wfile.write(body)
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    """ThreadingHTTPServer that knows its simulator (no class-level globals)."""
-
-    daemon_threads = True
-
-    def __init__(
-        self, address: tuple[str, int], handler: type[_Handler], simulator: IppPrinterSimulator
-    ) -> None:
-        self.simulator = simulator
-        super().__init__(address, handler)
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        """A driver that timed out and hung up is normal here; do not print tracebacks."""
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: _Server
+class _Handler(QuietHandler):
+    server: QuietHTTPServer[IppPrinterSimulator]
     # HTTP/1.1 so CUPS clients that send "Expect: 100-continue" get their 100 at once.
     protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self.server.simulator._serve(self)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: requests are recorded in the simulator's history instead of on stderr."""

@@ -37,16 +37,23 @@ class PtyPort:
         return self.master_fd >= 0
 
     def _open(self) -> None:
-        self.master_fd, self._slave_fd = os.openpty()
-        # Raw mode: no echo, no CR/LF translation, so bytes pass exactly as on a UART. We keep our
-        # own slave handle open so the master never sees EIO while no driver has the port open.
-        tty.setraw(self._slave_fd)
-        os.set_blocking(self.master_fd, False)
-        self.slave_name = os.ttyname(self._slave_fd)
-        if self.link is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.link.unlink()
-            self.link.symlink_to(self.slave_name)
+        master_fd, slave_fd = os.openpty()
+        try:
+            # Raw mode: no echo, no CR/LF translation, so bytes pass exactly as on a UART. We keep our
+            # own slave handle open so the master never sees EIO while no driver has the port open.
+            tty.setraw(slave_fd)
+            os.set_blocking(master_fd, False)
+            slave_name = os.ttyname(slave_fd)
+            if self.link is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    self.link.unlink()
+                self.link.symlink_to(slave_name)
+        except BaseException:
+            # No link (missing folder, a directory in the way): the port is absent, not half-open.
+            os.close(master_fd)
+            os.close(slave_fd)
+            raise
+        self.master_fd, self._slave_fd, self.slave_name = master_fd, slave_fd, slave_name
 
     def write(self, data: bytes) -> int:
         """Write to the line; bytes that no reader takes are dropped, as on a real UART."""
