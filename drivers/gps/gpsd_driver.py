@@ -10,7 +10,8 @@ used), but its transport is not used, for reasons found in its 0.3.0 source and 
   discards the raw POLL, so HDOP and ``altMSL`` cannot be had from it; after a socket timeout its
   text stream is unusable ("cannot read from timed out object").
 
-So the session below is a small, deadline-bounded JSON exchange; the packet it reads is handed to
+So the session below is a small JSON exchange where one Deadline bounds a whole read (name
+lookup, connect, handshake, POLL and DEVICES together); the packet it reads is handed to
 ``from_json`` and completed with what gpsd-py3 ignores: HDOP, ``uSat``/``nSat``, ``altMSL`` (gpsd
 3.22 still sends the deprecated ``alt`` too, newer releases drop it), and staleness:
 
@@ -25,7 +26,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import socket
 import time
 import urllib.parse
 from collections.abc import Mapping
@@ -34,7 +34,10 @@ from typing import Any
 import gpsd
 
 from drivers.base import DeviceReportedError, DeviceTimeout, DeviceUnavailable, Driver, ProtocolError
+from drivers.deadline import Deadline
+from drivers.errors import os_reason
 from drivers.snapshots import FixMode, GpsSnapshot
+from drivers.tcp import Lookup, LookupTimeout, connect, system_lookup
 
 DEFAULT_PORT = 2947
 MAX_LINE_BYTES = 65_536  # gpsd truncates its own lines at 10240; anything far longer is not gpsd
@@ -54,40 +57,43 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
 
 
 class GpsdSession:
-    """A line-oriented JSON session with gpsd where every wait ends at a deadline."""
+    """A line-oriented JSON session with gpsd; every wait ends at the Deadline of the read in progress."""
 
-    def __init__(self, host: str, port: int, timeout_s: float) -> None:
+    def __init__(self, host: str, port: int, deadline: Deadline, lookup: Lookup = system_lookup) -> None:
         self.where = f"{host}:{port}"
-        self.timeout_s = timeout_s
         self._buffer = b""
         try:
-            self._sock = socket.create_connection((host, port), timeout=timeout_s)
-        except OSError as exc:
-            raise DeviceUnavailable(f"gpsd not reachable at {self.where}: {_why(exc)}") from None
+            self._sock = connect(host, port, deadline, lookup)
+        except LookupTimeout:
+            raise DeviceTimeout(f"cannot resolve {host} for gpsd within {deadline.budget_s:g} s") from None
+        except TimeoutError:
+            raise self._timeout(deadline) from None
+        except (OSError, UnicodeError) as exc:
+            raise DeviceUnavailable(f"gpsd not reachable at {self.where}: {os_reason(exc)}") from None
         try:
-            self._handshake()
+            self._handshake(deadline)
         except BaseException:
             self.close()
             raise
 
-    def _handshake(self) -> None:
-        deadline = time.monotonic() + self.timeout_s
+    def _handshake(self, deadline: Deadline) -> None:
         first = self._read_object(deadline)
         if first.get("class") != "VERSION":
             raise ProtocolError(
                 f"not gpsd at {self.where}: first message is {first.get('class')!r}, not VERSION"
             )
         # Watching (without "json") keeps the receivers active for ?POLL and sends no stream.
-        self.request('?WATCH={"enable":true}', "WATCH")
+        self.request('?WATCH={"enable":true}', "WATCH", deadline)
 
-    def request(self, command: str, want: str) -> dict[str, Any]:
+    def request(self, command: str, want: str, deadline: Deadline) -> dict[str, Any]:
         """Send ``command`` and return its reply of class ``want``, skipping other objects on the way."""
-        deadline = time.monotonic() + self.timeout_s
         try:
-            self._sock.settimeout(self.timeout_s)
+            self._sock.settimeout(deadline.left())
             self._sock.sendall(command.encode("ascii") + b"\n")
+        except TimeoutError:
+            raise self._timeout(deadline) from None
         except OSError as exc:
-            raise _ConnectionLost(f"gpsd at {self.where} dropped the connection: {_why(exc)}") from None
+            raise _ConnectionLost(f"gpsd at {self.where} dropped the connection: {os_reason(exc)}") from None
         while True:
             reply = self._read_object(deadline)
             if reply.get("class") == "ERROR":
@@ -95,28 +101,28 @@ class GpsdSession:
             if reply.get("class") == want:
                 return reply
 
-    def _read_object(self, deadline: float) -> dict[str, Any]:
+    def _read_object(self, deadline: Deadline) -> dict[str, Any]:
         line = self._read_line(deadline)
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: thousands of nested brackets fit well inside the line limit.
             raise ProtocolError(f"gpsd at {self.where} sent a line that is not JSON: {line[:60]!r}") from None
         if not isinstance(value, dict):
             raise ProtocolError(f"gpsd at {self.where} sent JSON that is not an object: {line[:60]!r}")
         return value
 
-    def _read_line(self, deadline: float) -> bytes:
+    def _read_line(self, deadline: Deadline) -> bytes:
         while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise DeviceTimeout(f"gpsd at {self.where} did not answer within {self.timeout_s} s")
             try:
-                self._sock.settimeout(remaining)
+                self._sock.settimeout(deadline.left())
                 chunk = self._sock.recv(65_536)
             except TimeoutError:
-                continue  # the loop turns it into DeviceTimeout with the right wording
+                raise self._timeout(deadline) from None
             except OSError as exc:
-                raise _ConnectionLost(f"gpsd at {self.where} dropped the connection: {_why(exc)}") from None
+                raise _ConnectionLost(
+                    f"gpsd at {self.where} dropped the connection: {os_reason(exc)}"
+                ) from None
             if not chunk:
                 raise _ConnectionLost(f"gpsd at {self.where} closed the connection")
             self._buffer += chunk
@@ -125,12 +131,11 @@ class GpsdSession:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line.strip()
 
+    def _timeout(self, deadline: Deadline) -> DeviceTimeout:
+        return DeviceTimeout(f"gpsd at {self.where} did not answer within {deadline.budget_s:g} s")
+
     def close(self) -> None:
         self._sock.close()
-
-
-def _why(exc: OSError) -> str:
-    return "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc) or type(exc).__name__
 
 
 # --- decoding a POLL reply ---
@@ -232,25 +237,27 @@ class GpsdDriver(Driver[GpsSnapshot]):
         self._fresh_since = 0.0
 
     def _read(self) -> GpsSnapshot:
+        # One deadline for everything this read does: reconnecting, the handshake and every request.
+        deadline = Deadline(self.timeout_s)
         if self._session is not None:
             try:
-                return self._poll(self._session)
+                return self._poll(self._session, deadline)
             except _ConnectionLost:
                 self.close()  # gpsd went away or restarted: one fresh connection decides
-        self._session = GpsdSession(self.host, self.port, self.timeout_s)
-        return self._poll(self._session)
+        self._session = GpsdSession(self.host, self.port, deadline)
+        return self._poll(self._session, deadline)
 
-    def _poll(self, session: GpsdSession) -> GpsSnapshot:
-        packet = session.request("?POLL;", "POLL")
+    def _poll(self, session: GpsdSession, deadline: Deadline) -> GpsSnapshot:
+        packet = session.request("?POLL;", "POLL", deadline)
         if not packet.get("active"):
-            return self._silent(session)
+            return self._silent(session, deadline)
         tpv, sky = latest_reports(packet, self.where)
         self._check_fresh(tpv.get("time"), f"had nothing new from {tpv.get('device', 'the receiver')}")
         return snapshot_from_reports(tpv, sky, self.where)
 
-    def _silent(self, session: GpsdSession) -> GpsSnapshot:
+    def _silent(self, session: GpsdSession, deadline: Deadline) -> GpsSnapshot:
         """gpsd has heard nothing yet: fine for a receiver just plugged in, a failure if it lasts."""
-        listed = session.request("?DEVICES;", "DEVICES").get("devices")
+        listed = session.request("?DEVICES;", "DEVICES", deadline).get("devices")
         paths = (
             [str(d.get("path")) for d in listed if isinstance(d, dict)] if isinstance(listed, list) else []
         )

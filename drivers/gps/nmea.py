@@ -296,6 +296,7 @@ class NmeaState:
         self._hdop: float | None = None
         self._epoch_gga: dt.time | None = None
         self._epoch_rmc: dt.time | None = None
+        self._epoch_positions = 0  # GGA and RMC accepted since begin_epoch
 
     def feed(self, line: bytes | str) -> Message | None:
         """Take one line; returns the decoded message, None when it was dropped or not used."""
@@ -317,6 +318,8 @@ class NmeaState:
         return message
 
     def _apply(self, message: Message) -> None:
+        if isinstance(message, Gga | Rmc):
+            self._epoch_positions += 1
         if isinstance(message, Gga):
             self._gga, self._epoch_gga = message, message.time
             self._lat, self._lon = message.lat_deg, message.lon_deg
@@ -337,6 +340,12 @@ class NmeaState:
     def begin_epoch(self) -> None:
         """Forget which epoch GGA and RMC were last seen in, to wait for a fresh one."""
         self._epoch_gga = self._epoch_rmc = None
+        self._epoch_positions = 0
+
+    @property
+    def epoch_has_position(self) -> bool:
+        """A GGA or RMC arrived since :meth:`begin_epoch`: without one, the position is the old one."""
+        return self._epoch_positions > 0
 
     @property
     def epoch_complete(self) -> bool:

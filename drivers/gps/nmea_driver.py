@@ -7,25 +7,17 @@ The endpoint is anything ``serial.serial_for_url`` opens: ``/dev/ttyACM0``, a pt
 from __future__ import annotations
 
 import contextlib
-import os
 import termios
 import time
 
 import serial
 
 from drivers.base import DeviceTimeout, DeviceUnavailable, Driver, ProtocolError
+from drivers.errors import os_reason
 from drivers.gps.nmea import MAX_LINE_CHARS, NmeaState
 from drivers.snapshots import GpsSnapshot
 
 _POLL_S = 0.1  # serial read slice: how late we may notice that an epoch is complete
-
-
-def _why(exc: Exception) -> str:
-    """The OS reason inside a pyserial error ("No such file or directory"), else its text."""
-    code = getattr(exc, "errno", None)
-    if isinstance(exc, termios.error) and exc.args:
-        code = exc.args[0]
-    return os.strerror(code) if isinstance(code, int) else str(exc) or type(exc).__name__
 
 
 class NmeaSerialDriver(Driver[GpsSnapshot]):
@@ -45,7 +37,7 @@ class NmeaSerialDriver(Driver[GpsSnapshot]):
         try:
             port = serial.serial_for_url(self.endpoint, baudrate=self.baudrate, timeout=_POLL_S)
         except (serial.SerialException, OSError, ValueError) as exc:
-            raise DeviceUnavailable(f"cannot open GPS receiver {self.endpoint}: {_why(exc)}") from None
+            raise DeviceUnavailable(f"cannot open GPS receiver {self.endpoint}: {os_reason(exc)}") from None
         # A (re)connected receiver starts from nothing: do not carry the old fix over.
         self.state, self._pending, self._port = NmeaState(), b"", port
         return port
@@ -56,7 +48,7 @@ class NmeaSerialDriver(Driver[GpsSnapshot]):
             return self._read_epoch(port)
         except (serial.SerialException, OSError, termios.error) as exc:
             # termios.error (not an OSError) comes from flushing a tty that was hung up (unplugged).
-            raise DeviceUnavailable(f"lost GPS receiver {self.endpoint}: {_why(exc)}") from None
+            raise DeviceUnavailable(f"lost GPS receiver {self.endpoint}: {os_reason(exc)}") from None
 
     def _read_epoch(self, port: serial.Serial) -> GpsSnapshot:
         # Lines queued since the last read describe where the bus *was*: drop them and wait for a
@@ -69,15 +61,24 @@ class NmeaSerialDriver(Driver[GpsSnapshot]):
         deadline = time.monotonic() + self.timeout_s
         while not state.epoch_complete and time.monotonic() < deadline:
             self._feed(port.read(4096))
-        if state.accepted == accepted:
-            garbled = sum(state.rejected.values()) - rejected
-            if garbled:
-                raise ProtocolError(
-                    f"no valid NMEA from {self.endpoint} within {self.timeout_s} s "
-                    f"({garbled} garbled lines: wrong baud rate or line noise?)"
-                )
-            raise DeviceTimeout(f"no NMEA from {self.endpoint} within {self.timeout_s} s")
+        if not state.epoch_has_position:
+            self._no_position(state.accepted - accepted, sum(state.rejected.values()) - rejected)
         return state.snapshot()
+
+    def _no_position(self, heard: int, garbled: int) -> None:
+        """Raise why no GGA/RMC came: the state still holds the previous position, which is stale."""
+        within = f"from {self.endpoint} within {self.timeout_s} s"
+        if heard == 0 and garbled:
+            raise ProtocolError(
+                f"no valid NMEA {within} ({garbled} garbled lines: wrong baud rate or line noise?)"
+            )
+        if heard == 0:
+            raise DeviceTimeout(f"no NMEA {within}")
+        # Satellites (GSA/GSV) but no position sentence: a receiver whose GGA/RMC are lost or
+        # corrupt must not be reported at the place it was last heard from.
+        detail = f"only {heard} other sentences" + (f", {garbled} garbled lines" if garbled else "")
+        error = ProtocolError if garbled else DeviceTimeout
+        raise error(f"no position sentence (GGA/RMC) {within} ({detail})")
 
     def _feed(self, data: bytes) -> None:
         """Split ``data`` into lines for the parser, keeping an unfinished line for the next call."""

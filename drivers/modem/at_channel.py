@@ -21,6 +21,7 @@ import serial
 import structlog
 
 from drivers.base import DeviceReportedError, DeviceTimeout, DeviceUnavailable
+from drivers.deadline import Deadline
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +54,7 @@ _URC_HEADS = frozenset(
     }
 )  # fmt: skip
 _REG_HEADS = frozenset({"+CREG", "+CGREG", "+CEREG", "+C5GREG"})
+_ERROR_CODE = re.compile(r"\s*(\d{1,9})\s*", re.ASCII)
 _NOT_TEXT = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\ufffd]")  # controls (not tab), undecodable bytes
 
 
@@ -72,7 +74,9 @@ class AtCommandError(DeviceReportedError):
         self.command = command
         self.final = final
         head, _, value = final.partition(":")
-        self.code = int(value) if value.strip().isdecimal() else None
+        # At most 9 digits: a modem (or line noise) sending thousands would make int() raise.
+        number = _ERROR_CODE.fullmatch(value)
+        self.code = int(number.group(1)) if number else None
         meaning = CME_ERRORS.get(self.code) if head == "+CME ERROR" and self.code is not None else None
         text = f"{final} ({meaning})" if meaning else final
         super().__init__(f"{text} in answer to {command}")
@@ -172,14 +176,20 @@ class AtChannel:
         self.urcs.clear()
         return urcs
 
-    def command(self, cmd: str, timeout_s: float | None = None) -> AtResponse:
-        """Send ``cmd`` and return its answer; raises AtCommandError on an error final result."""
+    def command(self, cmd: str, timeout_s: float | None = None, budget: Deadline | None = None) -> AtResponse:
+        """Send ``cmd`` and return its answer; raises AtCommandError on an error final result.
+
+        The answer is awaited for ``timeout_s`` (the channel's by default), but never past
+        ``budget``, the deadline of the whole read this command is part of.
+        """
         limit = self.timeout_s if timeout_s is None else timeout_s
+        if budget is not None and budget.expired:
+            raise self._budget_spent(budget, cmd)
         self.open()
         try:
             self._drain(cmd)
             self._write(cmd.encode("ascii", errors="replace") + b"\r")
-            response = self._collect(cmd, limit)
+            response = self._collect(cmd, limit, budget)
         except serial.SerialTimeoutException as exc:
             self.close()
             raise DeviceTimeout(
@@ -199,8 +209,11 @@ class AtChannel:
         self._port.write(data)
         self._port.flush()
 
-    def _collect(self, cmd: str, limit: float) -> AtResponse:
+    def _collect(self, cmd: str, limit: float, budget: Deadline | None) -> AtResponse:
         deadline = time.monotonic() + limit
+        cut_by_budget = budget is not None and budget.at < deadline
+        if budget is not None:
+            deadline = min(deadline, budget.at)
         asked = answer_prefix(cmd)
         lines: list[str] = []
         while (line := self._next_line(deadline)) is not None:
@@ -212,7 +225,14 @@ class AtChannel:
                 self._route_urc(line)
             else:
                 lines.append(line)
+        if cut_by_budget and budget is not None:
+            raise self._budget_spent(budget, cmd)
         raise DeviceTimeout(f"no answer from {self.endpoint} to {cmd} within {limit:.1f} s")
+
+    def _budget_spent(self, budget: Deadline, cmd: str) -> DeviceTimeout:
+        return DeviceTimeout(
+            f"modem at {self.endpoint} too slow: read not done within {budget.budget_s:.1f} s (at {cmd})"
+        )
 
     def _drain(self, cmd: str) -> None:
         """Take what arrived between commands: URCs are kept, stale lines and noise dropped."""

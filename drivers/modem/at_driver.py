@@ -5,6 +5,14 @@ vendor line that carries the serving cell (Quectel ``+QENG``, Sierra ``!GSTATUS?
 ``^HCSQ``). The vendor figures win for RSRP/RSRQ/SINR because they come from the serving cell
 measurement itself; when the vendor command fails the 27.007 values stand alone. Protocol facts:
 shared reference protocols.md section 1.
+
+Time: ``timeout_s`` is how long one command may take to answer; ``read_budget_s`` (3 x
+``timeout_s`` unless given) bounds a whole read of five or six commands, so a modem that answers
+every command just inside ``timeout_s`` fails the read with DeviceTimeout instead of holding it
+for five or six times the timeout. A read that also sets the modem up (the first one, and the
+one after any failure: about nine more commands) gets twice the budget. A command write stalled
+by a modem that stops draining its input is bounded by ``timeout_s`` on its own and may overrun
+the budget by that much, because pyserial's write timeout cannot follow the deadline.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from drivers.base import Driver
+from drivers.deadline import Deadline
 from drivers.modem.at_channel import AtChannel, AtCommandError
 from drivers.modem.at_parsers import (
     ACT_RAT,
@@ -71,16 +80,29 @@ class AtModemDriver(Driver[ModemSnapshot]):
     kind = "modem"
 
     def __init__(
-        self, endpoint: str, model: str = "auto", baudrate: int = 115200, timeout_s: float = 2.0
+        self,
+        endpoint: str,
+        model: str = "auto",
+        baudrate: int = 115200,
+        timeout_s: float = 2.0,
+        read_budget_s: float | None = None,
     ) -> None:
         if model not in ("auto", *VENDORS):
             raise ValueError(f"modem model must be auto or one of {', '.join(VENDORS)}, not {model!r}")
         super().__init__(endpoint)
         self.model = model
+        self.read_budget_s = 3 * timeout_s if read_budget_s is None else read_budget_s
+        if not self.read_budget_s > 0:  # also refuses NaN, which would never time out
+            raise ValueError(
+                f"modem read budget must be a positive number of seconds, not {self.read_budget_s}"
+            )
         self.channel = AtChannel(endpoint, baudrate=baudrate, timeout_s=timeout_s)
         self._identity: _Identity | None = None
+        self._budget = Deadline(self.read_budget_s)
 
     def _read(self) -> ModemSnapshot:
+        setting_up = self._identity is None
+        self._budget = Deadline(self.read_budget_s * (2 if setting_up else 1))
         if self._identity is None:
             self._identity = self._connect()
         return self._measure(self._identity)
@@ -99,7 +121,7 @@ class AtModemDriver(Driver[ModemSnapshot]):
         self._identity = None
 
     def _ask(self, cmd: str) -> tuple[str, ...]:
-        return self.channel.command(cmd).lines
+        return self.channel.command(cmd, budget=self._budget).lines
 
     def _try(self, cmd: str) -> tuple[str, ...] | None:
         """Lines of a command the modem may refuse; None when it answered an error."""

@@ -43,7 +43,7 @@ _SYSMODE_RAT = {
 def _int(text: str, base: int = 10) -> int | None:
     try:
         return int(text.strip(), base)
-    except ValueError:
+    except ValueError:  # also past 4300 digits, which int() refuses
         return None
 
 
@@ -156,7 +156,10 @@ class Cops:
         return ACT_RAT.get(self.act) if self.act is not None else None
 
 
-_COPS = re.compile(r'\+COPS:\s*(\d+)(?:\s*,\s*(\d+)\s*,\s*"([^"]*)"(?:\s*,\s*(\d+))?)?', re.I | re.A)
+# Numbers of at most 9 digits (and not the start of a longer run): int() refuses thousands of digits.
+_COPS = re.compile(
+    r'\+COPS:\s*(\d{1,9})(?!\d)(?:\s*,\s*(\d{1,9})\s*,\s*"([^"]*)"(?:\s*,\s*(\d{1,9})(?!\d))?)?', re.I | re.A
+)
 
 
 def parse_cops(lines: Iterable[str]) -> Cops | None:

@@ -9,14 +9,16 @@ and translates every failure into a :class:`DriverError`. Wire format: protocols
 from __future__ import annotations
 
 import dataclasses
-import http.client
+import math
 import re
-import time
+import ssl
 import urllib.parse
 import xml.etree.ElementTree as ET
 from http.cookies import CookieError, SimpleCookie
 
-from drivers.base import DeviceReportedError, DeviceTimeout, DeviceUnavailable, Driver, ProtocolError
+from drivers.base import DeviceReportedError, Driver, ProtocolError
+from drivers.deadline import Deadline
+from drivers.http_exchange import HttpPeer, exchange
 from drivers.modem.quality import grade
 from drivers.snapshots import ModemSnapshot, Registration
 
@@ -52,8 +54,10 @@ _SERVICE_AVAILABLE = 2
 _SIM_OK = 1
 _CONNECTED, _CONNECTING = 901, 900
 
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_DL_VALUE = re.compile(r"DL\s*:?\s*(\d+)", re.IGNORECASE)
+# At most 15 digits each side of the point (exact in a float; a 5G cell id has 11), never a piece
+# of a longer run: thousands of digits (garbage) read as unknown, not as infinity or a huge int.
+_NUMBER = re.compile(r"(?<!\d)-?\d{1,15}(?:\.\d{1,15})?(?![\d.])", re.ASCII)
+_DL_VALUE = re.compile(r"DL\s*:?\s*(\d{1,9})(?!\d)", re.IGNORECASE | re.ASCII)
 # Entity declarations live in a DTD; without one, expat cannot expand anything (billion laughs).
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
@@ -106,7 +110,8 @@ def _preview(body: bytes) -> str:
 def _number(text: str | None) -> float | None:
     """``-11.0dB``, ``-97dBm``, ``>=-51dBm`` -> the number; empty or unit-only -> None."""
     match = _NUMBER.search(text or "")
-    return float(match.group()) if match else None
+    value = float(match.group()) if match else None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _integer(text: str | None) -> int | None:
@@ -212,11 +217,16 @@ class HiLinkDriver(Driver[ModemSnapshot]):
         url = urllib.parse.urlsplit(endpoint)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"HiLink endpoint must be http://host[:port], not {endpoint!r}")
-        self._https = url.scheme == "https"
-        self._host = url.hostname
-        self._port = url.port or (443 if self._https else 80)
+        https = url.scheme == "https"
+        self._peer = HttpPeer(
+            label="HiLink",
+            url=endpoint,
+            host=url.hostname,
+            port=url.port or (443 if https else 80),
+            tls=ssl.create_default_context() if https else None,
+        )
         self._session: _Session | None = None
-        self._deadline = 0.0
+        self._deadline = Deadline(timeout_s)
 
     def _failed(self, reason: str) -> ModemSnapshot:
         return ModemSnapshot(ok=False, reason=reason, source="hilink")
@@ -226,7 +236,7 @@ class HiLinkDriver(Driver[ModemSnapshot]):
         self._session = None
 
     def _read(self) -> ModemSnapshot:
-        self._deadline = time.monotonic() + self.timeout_s
+        self._deadline = Deadline(self.timeout_s)
         signal = self._get_fields("/api/device/signal")
         status = self._get_fields("/api/monitoring/status")
         plmn = self._get_fields("/api/net/current-plmn")
@@ -267,31 +277,9 @@ class HiLinkDriver(Driver[ModemSnapshot]):
         return reply.fields
 
     def _request(self, path: str, cookie: str | None) -> _Answer:
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise self._timeout()
-        conn_class = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        conn = conn_class(self._host, self._port, timeout=remaining)
         headers = {"Cookie": cookie} if cookie else {}
-        try:
-            conn.request("GET", path, headers=headers)
-            response = conn.getresponse()
-            body = response.read(MAX_BODY_BYTES + 1)
-            return _Answer(response.status, body, _session_cookie(response.getheader("Set-Cookie")))
-        except TimeoutError as exc:
-            raise self._timeout() from exc
-        except ConnectionRefusedError as exc:
-            raise DeviceUnavailable(f"HiLink not reachable at {self.endpoint} (connection refused)") from exc
-        except http.client.HTTPException as exc:
-            raise ProtocolError(f"broken HTTP answer from {self.endpoint}{path}: {exc!r}") from exc
-        except OSError as exc:
-            reason = exc.strerror or str(exc) or type(exc).__name__
-            raise DeviceUnavailable(f"HiLink not reachable at {self.endpoint} ({reason})") from exc
-        finally:
-            conn.close()
-
-    def _timeout(self) -> DeviceTimeout:
-        return DeviceTimeout(f"no answer from HiLink at {self.endpoint} within {self.timeout_s:g} s")
+        answer = exchange(self._peer, "GET", path, self._deadline, max_body=MAX_BODY_BYTES, headers=headers)
+        return _Answer(answer.status, answer.body, _session_cookie(answer.headers.get("Set-Cookie")))
 
 
 def _classify(answer: _Answer) -> Reply:

@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 
 from drivers.base import DeviceUnavailable
+from drivers.errors import os_reason
 
 MAINS_TYPES = ("Mains", "USB")
 BATTERY_TYPES = ("Battery", "UPS")  # in order of preference
@@ -68,7 +69,13 @@ class _Supply:
 def read_power_supplies(root: str | Path) -> SysfsPowerReading:
     """Read every supply under ``root``; raise DeviceUnavailable when there is nothing to read."""
     root = Path(root)
-    if not root.is_dir():
+    try:
+        is_dir = root.is_dir()
+    except OSError as exc:
+        # is_dir() only swallows "missing" errors; EACCES or ENAMETOOLONG still raise, and must
+        # fail this source alone, not the whole power reading.
+        raise DeviceUnavailable(f"cannot read power_supply directory {root}: {os_reason(exc)}") from exc
+    if not is_dir:
         raise DeviceUnavailable(f"power_supply directory {root} does not exist")
     supplies = _supplies(root)
     mains = [s for s in supplies if s.type in MAINS_TYPES]
@@ -89,7 +96,7 @@ def _supplies(root: Path) -> list[_Supply]:
     try:
         entries = sorted(root.iterdir())
     except OSError as exc:
-        raise DeviceUnavailable(f"cannot list power_supply directory {root}: {exc.strerror}") from exc
+        raise DeviceUnavailable(f"cannot list power_supply directory {root}: {os_reason(exc)}") from exc
     found = []
     for entry in entries:
         supply_type = _Supply(entry.name, "", entry).text("type")

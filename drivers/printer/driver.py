@@ -2,18 +2,20 @@
 
 The endpoint is the printer's IPP URL (``ipp://host:631/printers/bus`` for a CUPS queue,
 ``ipp://printer.local/ipp/print`` for an IPP Everywhere printer, ``ipps://`` for TLS). One HTTP
-POST per read, no connection kept, so a printer switched off between reads costs nothing.
+POST per read, no connection kept, so a printer switched off between reads costs nothing;
+``timeout_s`` bounds the whole exchange (lookup, connect, TLS, send, every byte of the answer).
 Plain words for the state reasons are in drivers.printer.reasons.
 """
 
 from __future__ import annotations
 
-import http.client
 import itertools
 import ssl
 import urllib.parse
 
-from drivers.base import DeviceReportedError, DeviceTimeout, DeviceUnavailable, Driver, ProtocolError
+from drivers.base import DeviceReportedError, Driver, ProtocolError
+from drivers.deadline import Deadline
+from drivers.http_exchange import HttpPeer, exchange
 from drivers.printer import ipp
 from drivers.snapshots import PrinterMarker, PrinterSnapshot
 
@@ -52,57 +54,46 @@ class IppTarget:
         # The printer-uri operation attribute names the printer in IPP terms, whatever the transport.
         scheme = "ipps" if self.tls else "ipp"
         self.printer_uri = urllib.parse.urlunsplit((scheme, parts.netloc, self.path, "", ""))
+        tls = _tls_context() if self.tls else None
+        self.peer = HttpPeer(label="printer", url=url, host=self.host, port=self.port, tls=tls)
 
 
 def ipp_call(target: IppTarget, request: ipp.IppMessage, timeout_s: float) -> ipp.IppMessage:
-    """POST one IPP request and decode the answer; failures become DriverError subclasses.
+    """POST one IPP request and decode the answer, all within ``timeout_s``; failures are DriverErrors.
 
     IPP error statuses are returned, not raised: callers decide what an error means to them.
     """
-    body = ipp.encode(request)
+    answer = exchange(
+        target.peer,
+        "POST",
+        target.path,
+        Deadline(timeout_s),
+        max_body=MAX_ANSWER_BYTES,
+        body=ipp.encode(request),
+        headers={"Content-Type": "application/ipp"},
+    )
+    if answer.status != 200:
+        raise DeviceReportedError(
+            f"printer at {target.url} answered HTTP {answer.status} {answer.reason}".rstrip()
+        )
     try:
-        status, reason, raw = _post(target, body, timeout_s)
-    except TimeoutError as exc:
-        raise DeviceTimeout(f"no answer from printer at {target.url} within {timeout_s:g} s") from exc
-    except ConnectionRefusedError as exc:
-        raise DeviceUnavailable(f"printer not reachable at {target.url} (connection refused)") from exc
-    except http.client.HTTPException as exc:
-        raise ProtocolError(f"printer at {target.url} broke the HTTP exchange: {exc!r}") from exc
-    except OSError as exc:
-        raise DeviceUnavailable(f"printer not reachable at {target.url}: {exc.strerror or exc}") from exc
-    if status != 200:
-        raise DeviceReportedError(f"printer at {target.url} answered HTTP {status} {reason}".rstrip())
-    try:
-        answer = ipp.decode(raw)
+        decoded = ipp.decode(answer.body)
     except ipp.IppDecodeError as exc:
         raise ProtocolError(f"printer at {target.url} sent something that is not IPP: {exc}") from exc
-    if answer.request_id != request.request_id:
+    if decoded.request_id != request.request_id:
         raise ProtocolError(
-            f"printer at {target.url} answered request {answer.request_id}, not {request.request_id}"
+            f"printer at {target.url} answered request {decoded.request_id}, not {request.request_id}"
         )
-    return answer
+    return decoded
 
 
-def _post(target: IppTarget, body: bytes, timeout_s: float) -> tuple[int, str, bytes]:
-    conn: http.client.HTTPConnection
-    if target.tls:
-        # Printers ship self-signed certificates almost without exception (pyipp's default is
-        # verify_ssl=False for the same reason); TLS here protects the link, not the identity.
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        conn = http.client.HTTPSConnection(target.host, target.port, timeout=timeout_s, context=context)
-    else:
-        conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout_s)
-    try:
-        conn.request("POST", target.path, body, {"Content-Type": "application/ipp"})
-        response = conn.getresponse()
-        raw = response.read(MAX_ANSWER_BYTES + 1)
-        if len(raw) > MAX_ANSWER_BYTES:
-            raise http.client.HTTPException(f"answer longer than {MAX_ANSWER_BYTES} bytes")
-        return response.status, response.reason, raw
-    finally:
-        conn.close()
+def _tls_context() -> ssl.SSLContext:
+    # Printers ship self-signed certificates almost without exception (pyipp's default is
+    # verify_ssl=False for the same reason); TLS here protects the link, not the identity.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 class IppPrinterDriver(Driver[PrinterSnapshot]):

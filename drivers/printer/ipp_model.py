@@ -44,6 +44,8 @@ CHARSET = 0x47
 NATURAL_LANGUAGE = 0x48
 MIME_MEDIA_TYPE = 0x49
 MEMBER_ATTR_NAME = 0x4A
+#: Text-like tags (RFC 8010: 0x40-0x5F are character-string syntaxes); memberAttrName is structural.
+STRING_TAGS = frozenset(range(0x40, 0x60)) - {MEMBER_ATTR_NAME}
 
 
 # Operations and status codes this project uses or may see (RFC 8011 5.4.15, 13.1).

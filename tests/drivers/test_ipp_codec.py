@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import struct
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -299,3 +300,41 @@ def test_arbitrary_bytes_after_a_valid_header_and_group_only_raise_ipp_decode_er
 @settings(max_examples=500)
 def test_any_single_corrupted_byte_only_raises_ipp_decode_error(index: int, byte: int) -> None:
     _decode_or_decode_error(RESPONSE[:index] + bytes([byte]) + RESPONSE[index + 1 :])
+
+
+# --- bounded decoding: hostile answers cost linear, capped time ---
+
+
+def many_values(count: int) -> bytes:
+    """One keyword attribute followed by ``count - 1`` empty additional values (5 bytes each)."""
+    extra = field(0x44, "", b"")
+    return HEADER + b"\x04" + field(0x44, "abc", b"x") + extra * (count - 1) + b"\x03"
+
+
+def test_attribute_with_200k_additional_values_is_rejected_in_well_under_a_second() -> None:
+    started = time.monotonic()
+    with pytest.raises(IppDecodeError, match=f"more than {ipp.MAX_VALUES} values"):
+        ipp.decode(many_values(200_000))
+    assert time.monotonic() - started < 0.5
+
+
+def test_attribute_with_the_most_values_allowed_decodes_in_linear_time() -> None:
+    started = time.monotonic()
+    message = ipp.decode(many_values(ipp.MAX_VALUES))
+    assert time.monotonic() - started < 0.25  # ~0.05 s linear; the quadratic decoder took 0.5 s
+    assert len(message.groups[0].attributes[0].values) == ipp.MAX_VALUES
+
+
+def test_collection_member_values_are_capped_too() -> None:
+    extra = field(0x44, "", b"")
+    member = field(ipp.MEMBER_ATTR_NAME, "", b"m") + field(0x44, "", b"x") + extra * ipp.MAX_VALUES
+    raw = HEADER + b"\x04" + field(ipp.BEG_COLLECTION, "c", b"") + member + field(ipp.END_COLLECTION, "", b"")
+    with pytest.raises(IppDecodeError, match=f"attribute 'm' has more than {ipp.MAX_VALUES} values"):
+        ipp.decode(raw + b"\x03")
+
+
+def test_answer_of_a_million_tiny_attributes_is_rejected_at_the_item_cap() -> None:
+    started = time.monotonic()
+    with pytest.raises(IppDecodeError, match=f"more than {ipp.MAX_ITEMS} groups"):
+        ipp.decode(HEADER + b"\x04" + field(0x44, "a", b"") * 1_000_000 + b"\x03")
+    assert time.monotonic() - started < 1.0
