@@ -99,6 +99,8 @@ class AtModemDriver(Driver[ModemSnapshot]):
         self.channel = AtChannel(endpoint, baudrate=baudrate, timeout_s=timeout_s)
         self._identity: _Identity | None = None
         self._budget = Deadline(self.read_budget_s)
+        # Commands this modem does not implement (EC25 and CESQ): not asked again on this connection.
+        self._unsupported: set[str] = set()
 
     def _read(self) -> ModemSnapshot:
         setting_up = self._identity is None
@@ -115,20 +117,27 @@ class AtModemDriver(Driver[ModemSnapshot]):
         # echo on and default settings.
         self.channel.close()
         self._identity = None
+        self._unsupported.clear()
 
     def close(self) -> None:
         self.channel.close()
         self._identity = None
+        self._unsupported.clear()
 
     def _ask(self, cmd: str) -> tuple[str, ...]:
         return self.channel.command(cmd, budget=self._budget).lines
 
     def _try(self, cmd: str) -> tuple[str, ...] | None:
         """Lines of a command the modem may refuse; None when it answered an error."""
+        if cmd in self._unsupported:
+            return None
         try:
             return self._ask(cmd)
         except AtCommandError as exc:
             log.debug("modem.command_refused", endpoint=self.endpoint, command=cmd, reason=str(exc))
+            # A bare ERROR or CME 4 means "not implemented", not "not now" (no SIM is CME 10).
+            if exc.final == "ERROR" or (exc.final.startswith("+CME ERROR") and exc.code == 4):
+                self._unsupported.add(cmd)
             return None
 
     def _connect(self) -> _Identity:

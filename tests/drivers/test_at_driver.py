@@ -255,3 +255,16 @@ def test_simulator_history_records_verbs_and_commands(
     events = quectel.history.events
     assert events[0].name == "set_signal" and events[0].detail["rsrp_dbm"] == -80
     assert quectel.history.count("command") == len(quectel.commands()) > 5
+
+
+def test_a_command_the_modem_does_not_implement_is_not_asked_again(
+    quectel: AtModemSimulator, driver: AtModemDriver
+) -> None:
+    for _ in range(3):
+        assert driver.read().ok
+    assert quectel.commands().count("AT+CESQ") == 1, "the EC25 refuses CESQ: asked once per connection"
+    quectel.unplug()
+    assert not driver.read().ok
+    quectel.replug()
+    assert driver.read().ok
+    assert quectel.commands().count("AT+CESQ") == 2, "a replugged modem may be another model: ask again"
