@@ -59,7 +59,8 @@ class TcpPeer:
         self.port = self.server.getsockname()[1]
         self._talk = talk
         self._done = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
 
     def _serve(self) -> None:
         while not self._done.is_set():
@@ -71,7 +72,12 @@ class TcpPeer:
                 self._talk(conn)
 
     def close(self) -> None:
+        # shutdown() wakes the thread blocked in accept(); closing alone lets a restarted accept()
+        # pick up whatever later socket reuses the file descriptor and steal its connections.
         self._done.set()
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)
+        self._thread.join(timeout=10)
         self.server.close()
 
 
@@ -282,8 +288,9 @@ def test_gpsd_driver_silent_peer_times_out_instead_of_hanging() -> None:
     driver = GpsdDriver(f"gpsd://127.0.0.1:{peer.port}", timeout_s=0.3)
     started = time.monotonic()
     snap = driver.read()
+    elapsed = time.monotonic() - started
     peer.close()
-    assert time.monotonic() - started < 1.0
+    assert elapsed < 1.0
     assert snap.reason == f"gpsd at 127.0.0.1:{peer.port} did not answer within 0.3 s"
 
 

@@ -1,0 +1,152 @@
+"""The agent's brain in one pure object: device snapshots in; stop events, visits and probe decisions out.
+
+Glues the stop detector, the probe scheduler, the visit being recorded and the timebase, so that
+the runtime only polls devices, runs what is due and stores what comes out. No I/O, no clock
+reads: every call takes ``now`` (monotonic seconds) and, where a record is stamped, the system's
+wall clock as read by the caller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+
+from agent.core.catalog import Catalog
+from agent.core.scheduler import ProbeParams, ProbeRequest, ProbeScheduler
+from agent.core.stops import (
+    Arrived,
+    Departed,
+    DepartureForeseen,
+    State,
+    Stop,
+    StopDetector,
+    StopEvent,
+    StopParams,
+    shore_of,
+)
+from agent.core.timebase import Timebase, TimeStamp, parse_gps_time
+from agent.core.visit import VisitRecorder
+from agent.core.visit_summary import StopVisit
+from agent.probes.results import SuiteResult
+from drivers.snapshots import GpsSnapshot, ModemSnapshot, PowerSnapshot, PrinterSnapshot, to_dict
+
+
+@dataclasses.dataclass(frozen=True)
+class StampedEvent:
+    """A stop event with the time stamp of the moment it describes (arrival is back-dated)."""
+
+    event: StopEvent
+    stamp: TimeStamp
+
+
+Output = StampedEvent | StopVisit
+
+
+class StopTracker:
+    """Feed it every snapshot the runtime reads; ask it what probe suite is due."""
+
+    def __init__(
+        self,
+        boot_id: str,
+        *,
+        catalog: Catalog | None = None,
+        stop_params: StopParams | None = None,
+        probe_params: ProbeParams | None = None,
+    ) -> None:
+        self.detector = StopDetector(stop_params, catalog)
+        self.scheduler = ProbeScheduler(probe_params)
+        self.timebase = Timebase(boot_id)
+        self._visit: VisitRecorder | None = None
+        self._radio: ModemSnapshot | None = None
+        self._last_gps: GpsSnapshot | None = None
+
+    @property
+    def state(self) -> State:
+        return self.detector.state
+
+    @property
+    def stop(self) -> Stop | None:
+        return self.detector.stop
+
+    @property
+    def last_gps(self) -> GpsSnapshot | None:
+        return self._last_gps
+
+    def stamp(self, now: float, system_wall: float) -> TimeStamp:
+        """The time stamp of ``now`` by the best clock known (GPS or NTP once synced)."""
+        return self.timebase.stamp(now, system_wall)
+
+    def day(self, now: float, system_wall: float) -> str:
+        """The UTC date used for the daily data budget ("unsynced" days count on the system clock)."""
+        wall = self.stamp(now, system_wall).wall
+        return datetime.datetime.fromtimestamp(wall, datetime.UTC).date().isoformat()
+
+    # -- device snapshots -----------------------------------------------------------------------
+
+    def gps(self, now: float, snap: GpsSnapshot, system_wall: float) -> list[Output]:
+        """A GPS reading: syncs the timebase on GPS time, moves the stop detector."""
+        self._last_gps = snap
+        if snap.has_fix:
+            gps_wall = parse_gps_time(snap.gps_time_utc)
+            if gps_wall is not None and not self.timebase.synced:
+                self.timebase.sync(now, gps_wall, "gps")
+        return self._handle(now, self.detector.update(now, snap, None), system_wall)
+
+    def power(self, now: float, snap: PowerSnapshot, system_wall: float) -> list[Output]:
+        """A power reading: shore power confirms or foresees the end of a stop."""
+        if self._visit is not None:
+            self._visit.add_power(now, snap)
+        return self._handle(now, self.detector.update(now, None, shore_of(snap)), system_wall)
+
+    def modem(self, now: float, snap: ModemSnapshot) -> None:
+        """A modem reading: remembered for probe results, summarised into the visit."""
+        self._radio = snap
+        if self._visit is not None:
+            self._visit.add_modem(now, snap)
+
+    def printer(self, now: float, snap: PrinterSnapshot) -> None:
+        if self._visit is not None:
+            self._visit.add_printer(now, snap)
+
+    # -- probe suites ---------------------------------------------------------------------------
+
+    def due_probe(self, now: float, system_wall: float) -> ProbeRequest | None:
+        """The suite to start now (None while one runs or none is due)."""
+        return self.scheduler.due(now, self.day(now, system_wall))
+
+    def manual_probe(self, now: float, system_wall: float) -> ProbeRequest | None:
+        """A suite asked for by a technician; None while another runs."""
+        return self.scheduler.manual(now, self.day(now, system_wall))
+
+    def probe_started(self, now: float, request: ProbeRequest) -> None:
+        self.scheduler.started(now, request)
+
+    def probe_finished(self, now: float, suite: SuiteResult) -> SuiteResult:
+        """Charge the suite to the budget and to the visit; returns it with radio and stop attached."""
+        self.scheduler.finished(now, suite.bytes_used)
+        stop = self.detector.stop
+        attached = dataclasses.replace(
+            suite,
+            radio=to_dict(self._radio) if self._radio is not None else None,
+            stop_id=stop.site.id if stop is not None and stop.site is not None else None,
+        )
+        if self._visit is not None:
+            self._visit.add_suite(attached)
+        return attached
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _handle(self, now: float, events: list[StopEvent], system_wall: float) -> list[Output]:
+        self.scheduler.on_events(now, events)
+        outputs: list[Output] = []
+        for event in events:
+            stamp = self.stamp(event.at, system_wall - (now - event.at))
+            outputs.append(StampedEvent(event, stamp))
+            if isinstance(event, Arrived):
+                self._visit = VisitRecorder(event, stamp)
+            elif isinstance(event, DepartureForeseen) and self._visit is not None:
+                self._visit.add_foreseen(event)
+            elif isinstance(event, Departed) and self._visit is not None:
+                outputs.append(self._visit.finish(event, stamp))
+                self._visit = None
+        return outputs

@@ -1,0 +1,1 @@
+"""Tests of the connectivity probes against the simulated network services."""
