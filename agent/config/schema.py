@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from typing import Literal
 from urllib.parse import urlsplit
 
 from agent.config.loader import in_range, setting
+from agent.probes import DEFAULT_DNS_NAMES, DEFAULT_LATENCY_TARGETS, DEFAULT_PORTAL_URLS
 
 _VEHICLE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SERIAL_SCHEMES = ("socket", "rfc2217", "loop", "spy", "alt", "hwgrep")
@@ -75,6 +77,28 @@ def _printer_endpoint(value: str) -> str | None:
     if scheme not in ("ipp", "ipps", "http", "https"):
         return f"must be an ipp:// or ipps:// URL, e.g. ipp://localhost:631/printers/bus, got {value!r}"
     return _host_port(value, scheme)
+
+
+def _url_list(schemes: tuple[str, ...]) -> Callable[[tuple[str, ...]], str | None]:
+    def check(urls: tuple[str, ...]) -> str | None:
+        for url in urls:
+            scheme = urlsplit(url).scheme
+            if scheme not in schemes:
+                return f"{url!r} must start with {' or '.join(s + '://' for s in schemes)}"
+            problem = _host_port(url, scheme)
+            if problem:
+                return problem
+        return None
+
+    return check
+
+
+def _optional_url(schemes: tuple[str, ...]) -> Callable[[str], str | None]:
+    return lambda url: _url_list(schemes)((url,)) if url else None
+
+
+def _host_and_port(value: str) -> str | None:
+    return _host_port(f"dns://{value}", "dns") if value else None
 
 
 POSITIVE_INTERVAL = in_range(0.1, 86400)
@@ -147,6 +171,32 @@ class SystemSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class StopsSection:
+    """Stop detection: the planners' catalog of named sites and the dwell that makes a halt a stop."""
+
+    catalog: str | None = setting(None, check=_absolute_path, doc="TOML or GeoJSON of planned sites")
+    dwell_s: float = setting(300.0, check=in_range(60, 3600))
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbesSection:
+    """Connectivity tests run at every stop, and what they may spend."""
+
+    latency_targets: tuple[str, ...] = setting(
+        DEFAULT_LATENCY_TARGETS, check=_url_list(("http", "https", "tcp", "icmp"))
+    )
+    latency_tries: int = setting(5, check=in_range(1, 50))
+    dns_names: tuple[str, ...] = setting(DEFAULT_DNS_NAMES)
+    dns_server: str = setting("", check=_host_and_port, doc="host[:port]; empty: the system resolver")
+    http_urls: tuple[str, ...] = setting(DEFAULT_PORTAL_URLS, check=_url_list(("http", "https")))
+    speedtest_url: str = setting("", check=_optional_url(("http", "https")), doc="empty: no throughput")
+    speedtest_length_s: float = setting(5.0, check=in_range(1, 30))
+    settle_s: float = setting(60.0, check=in_range(0, 3600))
+    interval_min: float = setting(30.0, check=in_range(1, 24 * 60))
+    daily_budget_mb: float = setting(200.0, check=in_range(0, 100_000))
+
+
+@dataclasses.dataclass(frozen=True)
 class AgentConfig:
     """The whole agent configuration file."""
 
@@ -156,6 +206,8 @@ class AgentConfig:
     power: PowerSection | None = setting(None)
     printer: PrinterSection | None = setting(None)
     system: SystemSection | None = setting(None)
+    stops: StopsSection = setting(StopsSection())
+    probes: ProbesSection = setting(ProbesSection())
 
     def devices(self) -> dict[str, object]:
         """Configured device sections by name, in display order."""
