@@ -1,0 +1,1 @@
+"""Tests of the durable outbox: durability, ordering, acknowledgement, cap, recovery from bad files."""
