@@ -206,3 +206,7 @@ def test_a_scripted_drive_yields_three_named_visits_with_measured_links(
     # A probe result carries the radio state and the stop it was measured at.
     results = [p for s, p in records if s == "probes/result" and p["stop_id"] == "poste-caylus"]
     assert results and results[0]["radio"]["rsrp_dbm"] == pytest.approx(-104.0, abs=1)
+    # ...and when it was measured: the GPS had given the time by then.
+    stamp = results[0]["stamp"]
+    assert stamp["boot_id"] == "boot-test" and stamp["source"] == "gps"
+    assert abs(stamp["wall"] - (START + stamp["mono"] - 1000.0)) < 5, "wall time follows the GPS clock"

@@ -225,5 +225,9 @@ class Runtime:
     def _on_suite(self, now: float, suite: SuiteResult) -> None:
         attached = self.tracker.probe_finished(now, suite)
         self.last_suite = attached
-        self.sink("probes/result", result_dict(attached))
+        payload = result_dict(attached)
+        # Provenance: when the suite started, by the best clock known (boot, monotonic, wall, source).
+        started_wall = self.clock.wall() - (now - attached.started_mono_s)
+        payload["stamp"] = self.tracker.stamp(attached.started_mono_s, started_wall).to_dict()
+        self.sink("probes/result", payload)
         log.info("probe.finished", bytes_used=attached.bytes_used, failures=len(attached.failures))
