@@ -21,7 +21,7 @@ from xml.sax.saxutils import escape
 from simulators.base import Clock, History, finite
 from simulators.serving import REQUEST_TIMEOUT_S, HttpEndpoint, QuietHandler, QuietHTTPServer
 
-# The elements that older E3372 firmware returns in device/signal (protocols.md section 2).
+# The elements that older E3372 firmware returns in device/signal (docs/protocols.md section 2).
 OLD_FIRMWARE_SIGNAL = ("pci", "sc", "cell_id", "rsrq", "rsrp", "rssi", "sinr", "rscp", "ecio", "mode")
 # signal ``mode`` / plmn ``Rat`` and status CurrentNetworkType(Ex) for each technology.
 _RAT_CODES = {"GSM": "0", "UMTS": "2", "LTE": "7", "NR": "12"}
@@ -206,7 +206,7 @@ class HiLinkSimulator:
     # ------------------------------------------------------------------ serving
 
     def _reset_state(self) -> None:
-        """The example documents of protocols.md section 2: Orange F, LTE band 20, fair signal."""
+        """The example documents of docs/protocols.md section 2: Orange F, LTE band 20, fair signal."""
         self._signal = {
             "pci": "318", "sc": "", "cell_id": "27439044", "rsrq": "-11dB", "rsrp": "-97dBm",
             "rssi": "-68dBm", "sinr": "9dB", "rscp": "", "ecio": "", "mode": "7",

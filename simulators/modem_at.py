@@ -1,7 +1,7 @@
 """A 4G modem answering AT commands on a pty, as a Quectel EC25, Sierra MC7455, Huawei ME909 or plain modem.
 
 The driver opens ``port.path`` exactly as it opens ``/dev/ttyUSB2``. A daemon thread reads command
-lines from the pty master and answers them in the framing of protocols.md 1.1 (echo on at power
+lines from the pty master and answers them in the framing of docs/protocols.md 1.1 (echo on at power
 up, ``AT+CMEE`` modes, URCs between commands or inside an answer). Tests steer the radio with verbs
 (``set_signal``, ``set_registration``...) and break it with faults (``go_silent``, ``answer_error``,
 ``inject_garbage``, ``unplug``). Only LTE is modelled in depth: ``set_operator(rat=...)`` changes

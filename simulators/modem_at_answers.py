@@ -1,7 +1,7 @@
 """What the simulated modem says about its radio: vendor profiles and the signal answer lines.
 
 Pure functions of a :class:`Radio` state, encoded the way each family does on the wire
-(protocols.md 1.2 to 1.5): CSQ/CESQ bucket codes, Quectel ``+QENG``, Sierra ``!GSTATUS?``,
+(docs/protocols.md 1.2 to 1.5): CSQ/CESQ bucket codes, Quectel ``+QENG``, Sierra ``!GSTATUS?``,
 Huawei ``^HCSQ``. The serving side (pty, echo, URCs, faults) is simulators.modem_at.
 """
 

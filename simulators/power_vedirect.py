@@ -1,7 +1,7 @@
 """A Victron VE.Direct device on a pty: checksummed text blocks every second, with occasional HEX frames.
 
 It plays a SmartShunt (alternating main and history blocks, like a real BMV), an MPPT solar
-charger (the field set of protocols.md 5.1) or a mains charger (``CS`` plus ``OR``, from which
+charger (the field set of docs/protocols.md 5.1) or a mains charger (``CS`` plus ``OR``, from which
 shore presence is derived). Framing is built here independently of the driver's parser, so a
 shared misunderstanding cannot hide. Test verbs: ``set_battery``, ``set_charger``,
 ``corrupt_next_block``, ``go_silent``/``resume``; every block and verb lands in ``history``.

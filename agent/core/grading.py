@@ -7,7 +7,7 @@ Two questions are answered here, by the agent at each stop and later by the coll
   signal readings? One word from :data:`GRADES` plus a reason naming the deciding figures.
 
 Signal buckets are not restated here: they come from :mod:`drivers.modem.quality` (Teltonika's
-table, shared reference protocols.md 1.6). Pure: plain data in, plain data out.
+table, docs/protocols.md 1.6). Pure: plain data in, plain data out.
 """
 
 from __future__ import annotations

@@ -136,26 +136,8 @@ class _UploadHTTPConnection(http.client.HTTPConnection):
             raise
 
 
-class _UploadHTTPSConnection(http.client.HTTPSConnection):
-    """The HTTPS twin of :class:`_UploadHTTPConnection`."""
-
-    def __init__(
-        self, host: str, *, send_buffer_bytes: int = 32768, unsent: UnsentTally | None = None, **kwargs: Any
-    ) -> None:
-        super().__init__(host, **kwargs)
-        self._send_buffer_bytes = send_buffer_bytes
-        self._unsent = unsent or UnsentTally()
-
-    def connect(self) -> None:
-        super().connect()
-        _bound(self.sock, self._send_buffer_bytes)
-
-    def endheaders(self, message_body: Any = None, *, encode_chunked: bool = False) -> None:
-        try:
-            super().endheaders(message_body, encode_chunked=encode_chunked)
-        except speedtest.SpeedtestUploadTimeout:
-            self._unsent.add_queue_of(self.sock)
-            raise
+class _UploadHTTPSConnection(_UploadHTTPConnection, http.client.HTTPSConnection):
+    """The HTTPS twin: by the method order, connect() and endheaders() above wrap the TLS ones."""
 
 
 class _UploadHTTPHandler(urllib.request.HTTPHandler):

@@ -1,7 +1,7 @@
 """NMEA 0183 parsing: checksummed lines into typed GGA/RMC/VTG/GSA/GSV messages, folded into a GpsSnapshot.
 
 Pure code, no I/O, so the serial driver and the tests share it. Reference: gpsd "NMEA Revealed",
-restated in the shared protocols.md 4.3. A receiver line can be anything (noise at power-up, a
+restated in docs/protocols.md 4.3. A receiver line can be anything (noise at power-up, a
 wrong baud rate, a sentence cut by a buffer overrun): :func:`split_sentence` and :func:`decode`
 raise :class:`NmeaError` for those, and :meth:`NmeaState.feed` counts and drops them, never raising.
 """

@@ -1,7 +1,7 @@
 """One AT command port: send a command, collect its answer up to the final result, set URCs aside.
 
 The port is opened with ``serial.serial_for_url`` (a device path, a pty path or ``socket://``) and
-kept open between commands. Framing follows protocols.md 1.1: an echoed command line is skipped,
+kept open between commands. Framing follows docs/protocols.md 1.1: an echoed command line is skipped,
 information lines are collected until ``OK``/``ERROR``/``+CME ERROR``/``+CMS ERROR``, and
 unsolicited result codes (RING, ``+CEREG: 1``, ``^HCSQ`` we did not ask for...) go to ``urcs`` and
 the ``on_urc`` callback instead of being taken for the answer. Bytes that are not text are dropped,
@@ -25,7 +25,7 @@ from drivers.deadline import Deadline
 
 log = structlog.get_logger(__name__)
 
-# 27.007 +CME ERROR codes (0-16 checked in ModemManager-errors.h; see protocols.md 1.1).
+# 27.007 +CME ERROR codes (0-16 checked in ModemManager-errors.h; see docs/protocols.md 1.1).
 CME_ERRORS = {
     0: "phone failure",
     3: "operation not allowed",
@@ -97,7 +97,7 @@ def is_final(line: str, cmd: str) -> bool:
 
 
 def is_urc(line: str, asked: str) -> bool:
-    """An unsolicited line, given the answer prefix of the command in progress (protocols.md 1.1).
+    """An unsolicited line, given the answer prefix of the command in progress (docs/protocols.md 1.1).
 
     A line carrying the prefix we asked for is the answer, except for the registration family,
     whose URC and read answer share a prefix: the read answer always starts ``<n>,<stat>`` (two

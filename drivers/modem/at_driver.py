@@ -4,7 +4,7 @@ Each read asks the 27.007 questions every modem answers (COPS?, CEREG?, CSQ, CES
 vendor line that carries the serving cell (Quectel ``+QENG``, Sierra ``!GSTATUS?``, Huawei
 ``^HCSQ``). The vendor figures win for RSRP/RSRQ/SINR because they come from the serving cell
 measurement itself; when the vendor command fails the 27.007 values stand alone. Protocol facts:
-shared reference protocols.md section 1.
+docs/protocols.md section 1.
 
 Time: ``timeout_s`` is how long one command may take to answer; ``read_budget_s`` (3 x
 ``timeout_s`` unless given) bounds a whole read of five or six commands, so a modem that answers
@@ -58,7 +58,7 @@ CELL_COMMANDS: dict[str, tuple[str, Callable[[Iterable[str]], Cell | None]]] = {
     "huawei": ("AT^HCSQ?", parse_hcsq),
 }
 
-# ICCID is vendor specific (protocols.md 1.2); only QCCID is verified, so failures are tolerated.
+# ICCID is vendor specific (docs/protocols.md 1.2); only QCCID is verified, so failures are tolerated.
 ICCID_COMMANDS = {"quectel": "AT+QCCID", "sierra": "AT!ICCID?", "huawei": "AT^ICCID?", "generic": "AT+CCID"}
 
 FRENCH_PLMNS = {"20801": "Orange", "20810": "SFR", "20815": "Free", "20820": "Bouygues Telecom"}

@@ -2,9 +2,8 @@
 
 Each parser takes the information lines of one answer (as ``AtChannel.command`` returns them) and
 gives back a small frozen result, or None when no line of the expected form is there. Garbage,
-truncation and out-of-range values never raise: a field that cannot be read is None. Conversions
-follow shared reference protocols.md 1.2 to 1.5 (ModemManager's lower-bucket-edge convention).
-"""
+truncation and out-of-range values never raise: a field that cannot be read is None. Conversions:
+docs/protocols.md 1.2 to 1.5 (ModemManager's lower-bucket-edge convention)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Three layers, each usable on its own: :func:`parse_reply` turns any body into fields or an error
 code without ever raising; :func:`snapshot_from` maps the three documents to a
 :class:`ModemSnapshot`; :class:`HiLinkDriver` speaks HTTP (stdlib only), keeps the session cookie
-and translates every failure into a :class:`DriverError`. Wire format: protocols.md section 2.
+and translates every failure into a :class:`DriverError`. Wire format: docs/protocols.md section 2.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The one place where LTE signal figures become a quality word.
 
 Thresholds: Teltonika wiki, "Mobile Signal Strength Recommendations" (RSRP and RSRQ verified;
-the SINR row as copied by third-party code), restated in shared reference protocols.md 1.6:
+the SINR row as copied by third-party code), restated in docs/protocols.md 1.6:
 
     quality     RSRP dBm     RSRQ dB     SINR dB
     excellent   >= -80       >= -10      >= 20

@@ -1,4 +1,4 @@
-"""Sense shore power from a mains-detect opto on a GPIO line (protocols.md 5.4).
+"""Sense shore power from a mains-detect opto on a GPIO line (docs/protocols.md 5.4).
 
 The usual wiring is a mains-rated opto module (or a small 230 V -> 5 V PSU feeding a PC817) whose
 transistor pulls a pulled-up GPIO low while mains is present, hence ``active_low`` by default.

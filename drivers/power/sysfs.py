@@ -1,7 +1,7 @@
 """Read shore power and the battery from a Linux power_supply class tree (``/sys/class/power_supply``).
 
 Supplies are found by their ``type`` file, never by name: a Pi UPS HAT may call its mains input
-``ups-mains`` or ``usb``, which is exactly why psutil cannot see it (protocols.md 5.2). Any
+``ups-mains`` or ``usb``, which is exactly why psutil cannot see it (docs/protocols.md 5.2). Any
 attribute may be absent or unreadable, because kernel drivers only expose what they support; the
 reading is then partial, never an error.
 """

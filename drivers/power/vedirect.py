@@ -3,7 +3,7 @@
 Three layers, each usable on its own: :class:`VeDirectParser` turns bytes (fed in any chunks) into
 checksum-verified blocks and never raises; :func:`reading_from_fields` converts labels to SI units
 and derives shore presence where the device can know it; :class:`VeDirectPort` keeps the serial
-line open and waits for a fresh block. Wire format: protocols.md section 5.1.
+line open and waits for a fresh block. Wire format: docs/protocols.md section 5.1.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ MAX_LABEL = 8
 MAX_VALUE = 32
 MAX_FIELDS = 64
 
-#: ``CS`` charge/operation state as lowercase words (protocols.md 5.1).
+#: ``CS`` charge/operation state as lowercase words (docs/protocols.md 5.1).
 CHARGE_STATES = {
     0: "off",
     1: "low-power",

@@ -1,4 +1,4 @@
-"""The fleet's Speedtest Mini server on 127.0.0.1, seen through a shaped link (protocols.md section 7).
+"""The fleet's Speedtest Mini server on 127.0.0.1, seen through a shaped link (docs/protocols.md section 7).
 
 Serves what speedtest-cli 2.1.3's ``--mini`` mode asks for: ``/`` (a page naming
 ``upload_extension: "php"``), ``/speedtest/upload.php`` (GET ``size=0``; POST reads the body at the

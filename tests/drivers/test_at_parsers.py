@@ -1,4 +1,4 @@
-"""AT answer parsers and line framing on protocols.md section 1 transcripts, garbage and truncation."""
+"""AT answer parsers and line framing on docs/protocols.md section 1 transcripts, garbage and truncation."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def test_csq_rssi_follows_the_27007_table_and_99_is_unknown(line: str, dbm: floa
 
 
 def test_cesq_uses_modemmanager_lower_edge_convention_and_255_is_unknown() -> None:
-    cesq = parse_cesq(["+CESQ: 99,99,255,255,20,52"])  # protocols.md 1.2 example
+    cesq = parse_cesq(["+CESQ: 99,99,255,255,20,52"])  # docs/protocols.md 1.2 example
     assert cesq is not None
     assert (cesq.rsrq_db, cesq.rsrp_dbm) == (-10.0, -89.0)
     assert (cesq.rxlev_dbm, cesq.rscp_dbm, cesq.ecno_db) == (None, None, None)
@@ -95,7 +95,7 @@ def test_cereg_level_2_answer_carries_hex_tac_and_cell_id() -> None:
     reg = parse_reg(['+CEREG: 2,1,"9C41","1A2B3C4",7'])
     assert reg is not None
     assert (reg.n, reg.registration, reg.tac, reg.cell_id, reg.act) == (2, "home", 0x9C41, 0x1A2B3C4, 7)
-    creg = parse_reg(['+CREG: 2,1,"00C3","1A2B"'], "+CREG")  # protocols.md 1.1 pitfall example
+    creg = parse_reg(['+CREG: 2,1,"00C3","1A2B"'], "+CREG")  # docs/protocols.md 1.1 pitfall example
     assert creg is not None and (creg.tac, creg.cell_id) == (0xC3, 0x1A2B)
 
 

@@ -1,4 +1,4 @@
-"""HiLink driver: XML parsing on protocols.md section 2 bodies, and the driver against the HTTP simulator."""
+"""HiLink driver: XML parsing on docs/protocols.md section 2 bodies, and the driver against its simulator."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from drivers.modem.hilink import MAX_BODY_BYTES, HiLinkDriver, parse_reply, snapshot_from
 from simulators.hilink import HiLinkSimulator
 
-# --------------------------------------------------------------------------- bodies from protocols.md
+# --------------------------------------------------------------------------- bodies from docs/protocols.md
 
 SIGNAL_XML = b"""<?xml version="1.0" encoding="UTF-8"?>
 <response>

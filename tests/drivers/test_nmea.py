@@ -22,7 +22,7 @@ from drivers.gps.nmea import (
     split_sentence,
 )
 
-# protocols.md 4.3, with their published checksums.
+# docs/protocols.md 4.3, with their published checksums.
 GGA = "$GPGGA,123519.00,4852.3452,N,00221.1234,E,1,08,0.9,45.3,M,47.1,M,,*5E"
 RMC = "$GPRMC,123519.00,A,4852.3452,N,00221.1234,E,12.4,084.4,150624,,,A*66"
 VTG = "$GPVTG,084.4,T,,M,12.4,N,23.0,K,A*03"
@@ -66,7 +66,7 @@ def test_rmc_speed_is_converted_from_knots_to_metres_per_second() -> None:
     rmc = parse(RMC)
     assert isinstance(rmc, Rmc)
     assert rmc.valid and rmc.date == dt.date(2024, 6, 15)
-    assert rmc.speed_mps == pytest.approx(6.379, abs=1e-3)  # 12.4 kn, protocols.md unit check
+    assert rmc.speed_mps == pytest.approx(6.379, abs=1e-3)  # 12.4 kn, docs/protocols.md unit check
     assert rmc.track_deg == 84.4
 
 

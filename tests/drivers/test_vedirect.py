@@ -16,7 +16,7 @@ from drivers.power.vedirect import VeDirectParser, VeDirectPort, reading_from_fi
 from simulators.power_vedirect import VeDirectSimulator
 from simulators.pty import PtyPort
 
-# The constructed MPPT block of protocols.md 5.1, field by field.
+# The constructed MPPT block of docs/protocols.md 5.1, field by field.
 MPPT = {
     "PID": "0xA053", "FW": "159", "SER#": "HQ2132ABCDE", "V": "13250", "I": "-1200", "VPV": "18760",
     "PPV": "0", "CS": "5", "MPPT": "0", "OR": "0x00000000", "ERR": "0", "LOAD": "ON", "IL": "1200",
