@@ -1,0 +1,141 @@
+"""The publisher's read-ahead: outbox records waiting to be published, per stream in seq order.
+
+The outbox is read forward with a row-id cursor (``Outbox.pending(after=...)``), so a long backlog
+is read once, not rescanned at every message. Records stay in memory from the moment they are read
+until the broker acknowledges them (``held``), so a record is never handed to paho twice at once.
+When the connection drops, what was in flight comes back here and is published again; when the
+collector's ack shows a gap, ``rewind`` moves the cursor back to re-read what was put back.
+
+Telemetry streams (``batch_prefixes``) wait until ``batch_max`` records are there or the oldest has
+waited ``batch_wait_s``; other streams go one record per message at once.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from collections.abc import Callable, Iterable
+
+from agent.mqtt import topics, wire
+from agent.outbox import Outbox, Record
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """One MQTT message to publish, with the outbox records it carries (none for control messages)."""
+
+    topic: str
+    payload: bytes
+    records: tuple[Record, ...] = ()
+    retain: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchPolicy:
+    max_records: int = 60
+    wait_s: float = 60.0
+    prefixes: tuple[str, ...] = ("telemetry/",)
+
+    def applies(self, stream: str) -> bool:
+        return self.max_records > 1 and stream.startswith(self.prefixes)
+
+
+class Staging:
+    """Records read from the outbox and not yet acknowledged by the broker."""
+
+    def __init__(
+        self, outbox: Outbox, policy: BatchPolicy, *, read_ahead: int, clock: Callable[[], float]
+    ) -> None:
+        self._outbox = outbox
+        self._policy = policy
+        self._read_ahead = read_ahead
+        self._clock = clock
+        self._cursor = 0
+        self._staged: dict[str, list[tuple[int, Record]]] = {}
+        self._since: dict[str, float] = {}  # when a stream's oldest staged record was staged
+        self.held: set[int] = set()  # row ids staged or in flight
+        self.unroutable: set[str] = set()
+
+    @property
+    def staged(self) -> int:
+        return sum(len(records) for records in self._staged.values())
+
+    def refill(self) -> int:
+        """Read newly pending records, up to the read-ahead bound; returns how many were staged."""
+        room = self._read_ahead - len(self.held)
+        if room <= 0:
+            return 0
+        added = 0
+        for record in self._outbox.pending(room, after=self._cursor):
+            self._cursor = max(self._cursor, record.id)
+            if record.id not in self.held:
+                self._stage(record)
+                added += 1
+        return added
+
+    def rewind(self, records: Iterable[Record]) -> None:
+        """These were marked pending again in the outbox: read them on the next refill."""
+        ids = [r.id for r in records if r.id not in self.held]
+        if ids:
+            self._cursor = min(self._cursor, min(ids) - 1)
+
+    def restore(self, records: Iterable[Record]) -> None:
+        """In flight on a connection that died: publish them again."""
+        for record in records:
+            self._stage(record)
+
+    def release(self, records: Iterable[Record]) -> None:
+        """The broker has them (PUBACK): they are the outbox's business now."""
+        for record in records:
+            self.held.discard(record.id)
+
+    def take(self, vehicle: str, epoch: str, *, flush: bool = False) -> Message | None:
+        """The next message to publish: the stream whose oldest ready record was appended first."""
+        now = self._clock()
+        ready = [
+            (records[0][1].id, stream)
+            for stream, records in self._staged.items()
+            if records and (flush or self._ready(stream, len(records), now))
+        ]
+        for _, stream in sorted(ready):
+            message = self._message(vehicle, epoch, stream, now)
+            if message is not None:
+                return message
+        return None
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _stage(self, record: Record) -> None:
+        queue = self._staged.setdefault(record.stream, [])
+        if not queue:
+            self._since[record.stream] = self._clock()
+        # Sorted by seq: a gap being resent goes before newer records of its stream.
+        bisect.insort(queue, (record.seq, record), key=lambda item: item[0])
+        self.held.add(record.id)
+
+    def _ready(self, stream: str, count: int, now: float) -> bool:
+        if not self._policy.applies(stream):
+            return True
+        return count >= self._policy.max_records or now - self._since[stream] >= self._policy.wait_s
+
+    def _message(self, vehicle: str, epoch: str, stream: str, now: float) -> Message | None:
+        queue = self._staged[stream]
+        try:
+            topic = topics.data(vehicle, stream)
+        except ValueError:
+            self.unroutable.add(stream)  # reported by the publisher; never published, never acked
+            return None
+        if self._policy.applies(stream):
+            group = wire.batch_groups(
+                [r for _, r in queue[: self._policy.max_records]], self._policy.max_records
+            )[0]
+            doc = (
+                wire.batch_doc(vehicle, epoch, group) if len(group) > 1 else wire.record_doc(group[0], epoch)
+            )
+        else:
+            group = [queue[0][1]]
+            doc = wire.record_doc(group[0], epoch)
+        del queue[: len(group)]
+        if queue:
+            self._since[stream] = now
+        return Message(topic, wire.dumps(doc), tuple(group))
