@@ -149,7 +149,7 @@ class PowerSection:
 
     def __post_init__(self) -> None:
         if not (self.sysfs or self.vedirect or self.gpio):
-            raise ValueError("power: set at least one of sysfs, vedirect, gpio")
+            raise ValueError("set at least one of sysfs, vedirect, gpio")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,6 +196,43 @@ class ProbesSection:
     daily_budget_mb: float = setting(200.0, check=in_range(0, 100_000))
 
 
+def _mqtt_url(value: str) -> str | None:
+    """``mqtt://host[:port]`` or ``mqtts://host[:port]``; checked here so agentctl need not import paho."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        return f"must be mqtts://host[:port] (or mqtt:// for a broker on the loopback), got {value!r}"
+    if parts.username or parts.password or parts.path not in ("", "/") or parts.query:
+        return f"must be scheme://host[:port] only (credentials go in secrets_file), got {value!r}"
+    return _host_port(value, parts.scheme)
+
+
+def _client_id(value: str) -> str | None:
+    return None if not value or _VEHICLE_RE.fullmatch(value) else f"{value!r} is not a valid MQTT client id"
+
+
+@dataclasses.dataclass(frozen=True)
+class MqttSection:
+    """The broker the publisher drains the outbox to; the username/password live in secrets_file."""
+
+    url: str = setting(check=_mqtt_url, doc="mqtts://host[:port]")
+    client_id: str = setting("", check=_client_id, doc="empty: the vehicle id")
+    ca_file: str | None = setting(None, check=_absolute_path, doc="default: the system CA store")
+    cert_file: str | None = setting(None, check=_absolute_path, doc="client certificate, with key_file")
+    key_file: str | None = setting(None, check=_absolute_path)
+    secrets_file: str | None = setting(None, check=_absolute_path, doc="TOML [mqtt] username, password")
+    protocol: Literal["auto", "5", "3.1.1"] = setting("auto")
+    window: int = setting(20, check=in_range(1, 1000), doc="messages in flight")
+    batch_seconds: float = setting(60.0, check=in_range(0, 3600), doc="telemetry batching delay")
+    keepalive_s: int = setting(60, check=in_range(5, 3600))
+
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            have, missing = ("cert_file", "key_file") if self.cert_file else ("key_file", "cert_file")
+            raise ValueError(f"{have} is set but {missing} is not; a client certificate needs both")
+        if urlsplit(self.url).scheme != "mqtts" and (self.ca_file or self.cert_file):
+            raise ValueError(f"TLS files are set but url {self.url!r} is not mqtts://")
+
+
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
     """The whole agent configuration file."""
@@ -208,6 +245,7 @@ class AgentConfig:
     system: SystemSection | None = setting(None)
     stops: StopsSection = setting(StopsSection())
     probes: ProbesSection = setting(ProbesSection())
+    mqtt: MqttSection | None = setting(None)
 
     def devices(self) -> dict[str, object]:
         """Configured device sections by name, in display order."""
