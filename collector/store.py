@@ -99,9 +99,10 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL: the collector re-gets anything lost in a power cut, since the agents keep records
-        # until acked and the ack is only published after the commit (see docs/mqtt.md).
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        # FULL: the ack published after a commit makes the agent delete those records, so the commit
+        # must be on disk first. With NORMAL a power cut may roll back the last commits in WAL mode,
+        # and records already deleted on the bus would be lost for good.
+        self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._conn.executescript(SCHEMA)
 
