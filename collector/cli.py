@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -84,6 +85,8 @@ def _run(args: argparse.Namespace, db: Path) -> int:
         collector = Collector(
             link, Store(db), schemas=Schemas(args.schemas), group=args.group, ack_interval_s=args.ack_interval
         )
+    except sqlite3.Error as exc:
+        return _not_a_database(db, exc)
     except (LinkError, RuntimeError, OSError) as exc:
         print(f"busagent-collector: {exc}", file=sys.stderr)
         return 2
@@ -102,15 +105,24 @@ def _run(args: argparse.Namespace, db: Path) -> int:
     return 0
 
 
+def _not_a_database(db: Path, exc: sqlite3.Error) -> int:
+    """A corrupt file or something else than SQLite at --db: one line, not a traceback."""
+    print(f"{db}: not a collector database ({exc})", file=sys.stderr)
+    return 2
+
+
 def _stats(db: Path, *, as_json: bool) -> int:
     if not db.exists():
         print(f"busagent-collector: no database at {db}", file=sys.stderr)
         return 2
-    store = Store(db)
     try:
-        rows, rejects = store.stream_rows(), store.rejects()
-    finally:
-        store.close()
+        store = Store(db)
+        try:
+            rows, rejects = store.stream_rows(), store.rejects()
+        finally:
+            store.close()
+    except sqlite3.Error as exc:
+        return _not_a_database(db, exc)
     if as_json:
         doc = {"streams": [dataclasses.asdict(row) for row in rows], "rejected": rejects}
         print(json.dumps(doc, indent=2, sort_keys=True))

@@ -9,6 +9,7 @@ they cover are committed, so an agent never deletes a record the collector could
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -54,17 +55,32 @@ class Ingest:
         now = self._wall()
         try:
             return self._handle(topic, payload, now)
+        except (OverflowError, sqlite3.Error) as exc:
+            # Whatever slipped past the checks must not escape into paho's thread: count it.
+            return self._reject(Rejected("store-error", f"{type(exc).__name__}: {exc}"), topic, now)
         except Rejected as exc:
-            log.warning("collector.rejected", reason=exc.reason, topic=topic[:120], detail=exc.detail[:200])
-            self.store.reject(exc.reason, topic, exc.detail, now)
-            return exc.reason
+            return self._reject(exc, topic, now)
 
-    def take_acks(self) -> dict[str, tuple[str, dict[str, wire.AckView]]]:
-        """The current ack of every vehicle heard from since the last call."""
+    def _reject(self, exc: Rejected, topic: str, now: float) -> str:
+        log.warning("collector.rejected", reason=exc.reason, topic=topic[:120], detail=exc.detail[:200])
+        self.store.reject(exc.reason, topic, exc.detail, now)
+        return exc.reason
+
+    def take_acks(self) -> list[str]:
+        """The vehicles heard from since the last call (whose ack may have changed); the caller
+        publishes each ack and hands back with :meth:`ack_failed` any it could not."""
         with self._lock:
             dirty, self._dirty = self._dirty, set()
-        acks = {vehicle: self.store.ack_state(vehicle) for vehicle in sorted(dirty)}
-        return {vehicle: state for vehicle, state in acks.items() if state is not None}
+        return sorted(dirty)
+
+    def ack_failed(self, vehicle: str) -> None:
+        """Publishing this vehicle's ack failed: try it again at the next round."""
+        self._queue_ack(vehicle)
+
+    @property
+    def acks_due(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._dirty)
 
     def _handle(self, topic: str, payload: bytes, now: float) -> str:
         where = topics.parse(topic)
@@ -169,10 +185,23 @@ class Collector:
         self.client.loop_stop()
 
     def flush_acks(self) -> None:
-        for vehicle, (epoch, views) in self.ingest.take_acks().items():
-            self._serial += 1
-            doc = wire.ack_doc(vehicle, epoch=epoch, views=views, at=self._wall(), serial=self._serial)
-            self.client.publish(topics.ack(vehicle), wire.dumps(doc), qos=1, retain=True)
+        """Publish each due ack; one vehicle failing (store or paho error) neither stops the others
+        nor the ack thread, and its ack stays due."""
+        for vehicle in self.ingest.take_acks():
+            try:
+                self._publish_ack(vehicle)
+            except Exception as exc:
+                self.ingest.ack_failed(vehicle)
+                log.exception("collector.ack_failed", vehicle=vehicle, error=f"{type(exc).__name__}: {exc}")
+
+    def _publish_ack(self, vehicle: str) -> None:
+        state = self.ingest.store.ack_state(vehicle)
+        if state is None:
+            return
+        epoch, views = state
+        self._serial += 1
+        doc = wire.ack_doc(vehicle, epoch=epoch, views=views, at=self._wall(), serial=self._serial)
+        self.client.publish(topics.ack(vehicle), wire.dumps(doc), qos=1, retain=True)
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: ReasonCode, properties: Any

@@ -130,8 +130,11 @@ class Store:
         with self._tx() as conn:
             before = conn.total_changes
             conn.executemany(
-                "INSERT OR IGNORE INTO messages (vehicle, epoch, stream, seq, msg_id, boot_id, priority,"
-                " mono, wall, wall_source, payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                # Only a duplicate key is skipped: OR IGNORE would also skip a NOT NULL failure and
+                # count a broken record as a duplicate, i.e. as stored.
+                "INSERT INTO messages (vehicle, epoch, stream, seq, msg_id, boot_id, priority,"
+                " mono, wall, wall_source, payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (vehicle, epoch, stream, seq) DO NOTHING",
                 [(vehicle, epoch, stream, *_columns(r), now) for r in records],
             )
             stored = conn.total_changes - before

@@ -3,10 +3,8 @@
 Life of a record here: read from the outbox into staging -> published at QoS 1 (at most ``window``
 messages in flight, which is also paho's max_inflight and max_queued) -> PUBACK: ``mark_sent`` ->
 the collector's retained ``busagent/<vehicle>/ack`` covers its seq: ``acknowledge`` deletes it.
-A record sent but not acknowledged after ``ack_timeout_s`` is put back and sent again (the broker
-may have lost it: a PUBACK is not a disk write). Seq ranges the outbox cap dropped are announced on
-``busagent/<vehicle>/dropped`` so the collector does not wait for them.
-
+Unacknowledged after ``ack_timeout_s``: sent again (a PUBACK is not a disk write). Seq ranges the
+outbox dropped are announced on ``busagent/<vehicle>/dropped``; the collector does not wait for them.
 One thread does everything, driving paho's loop itself (see session.py). It never wedges: a
 connection that fails, stalls (no PUBACK for ``inflight_timeout_s``) or is refused ends, what it
 had in flight goes back to staging, and a new connection is tried after a jittered backoff.
@@ -74,6 +72,10 @@ class PublisherStatus:
     records_resent: int
     last_ack_wall: float | None
     last_error: str | None
+    #: False once started and its thread has ended (stopped, or died): nothing is being delivered.
+    running: bool = False
+    #: Unexpected failures the thread survived (each ended the session and backed off).
+    internal_errors: int = 0
 
 
 class Publisher:
@@ -106,7 +108,7 @@ class Publisher:
         self._heard_collector = False
         self._ack_views: dict[str, wire.AckView] = {}
         self._reported_unroutable: set[str] = set()
-        self._counters = {"connections": 0, "sent": 0, "acknowledged": 0, "resent": 0}
+        self._counters = {"connections": 0, "sent": 0, "acknowledged": 0, "resent": 0, "errors": 0}
         self._last_ack_wall: float | None = None
         self._last_error: str | None = None
 
@@ -150,6 +152,8 @@ class Publisher:
             records_resent=self._counters["resent"],
             last_ack_wall=self._last_ack_wall,
             last_error=self._last_error,
+            running=self._thread is not None and self._thread.is_alive(),
+            internal_errors=self._counters["errors"],
         )
 
     # -- the thread -----------------------------------------------------------------------------
@@ -164,6 +168,13 @@ class Publisher:
                 log.error("mqtt.outbox_error", error=str(exc))
                 self._end_session("outbox error")
                 self._stopping.wait(self.settings.backoff_min_s)
+            except Exception as exc:  # a bug must not silently end all delivery
+                # Whatever broke, the thread is the only way records leave the bus: log it loudly,
+                # start over on a fresh connection after the backoff, and count it for status().
+                self._counters["errors"] += 1
+                self._last_error = f"internal error: {type(exc).__name__}: {exc}"
+                log.exception("mqtt.publisher_error", error=self._last_error)
+                self._end_session(self._last_error)
         self._goodbye()
 
     def _turn(self) -> None:

@@ -16,7 +16,7 @@ import bisect
 import dataclasses
 from collections.abc import Callable, Iterable
 
-from agent.mqtt import topics, wire
+from agent.mqtt import limits, topics, wire
 from agent.outbox import Outbox, Record
 
 
@@ -36,6 +36,10 @@ class BatchPolicy:
     wait_s: float = 60.0
     prefixes: tuple[str, ...] = ("telemetry/",)
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_records <= limits.MAX_BATCH_RECORDS:
+            raise ValueError(f"max_records must be 1..{limits.MAX_BATCH_RECORDS}, got {self.max_records}")
+
     def applies(self, stream: str) -> bool:
         return self.max_records > 1 and stream.startswith(self.prefixes)
 
@@ -53,12 +57,15 @@ class Staging:
         self._cursor = 0
         self._staged: dict[str, list[tuple[int, Record]]] = {}
         self._since: dict[str, float] = {}  # when a stream's oldest staged record was staged
+        # Kept as a count, not summed over _staged: status() reads it from another thread while the
+        # publisher thread adds streams, and iterating a dict that grows raises RuntimeError.
+        self._count = 0
         self.held: set[int] = set()  # row ids staged or in flight
         self.unroutable: set[str] = set()
 
     @property
     def staged(self) -> int:
-        return sum(len(records) for records in self._staged.values())
+        return self._count
 
     def refill(self) -> int:
         """Read newly pending records, up to the read-ahead bound; returns how many were staged."""
@@ -112,6 +119,7 @@ class Staging:
         # Sorted by seq: a gap being resent goes before newer records of its stream.
         bisect.insort(queue, (record.seq, record), key=lambda item: item[0])
         self.held.add(record.id)
+        self._count += 1
 
     def _ready(self, stream: str, count: int, now: float) -> bool:
         if not self._policy.applies(stream):
@@ -125,17 +133,48 @@ class Staging:
         except ValueError:
             self.unroutable.add(stream)  # reported by the publisher; never published, never acked
             return None
-        if self._policy.applies(stream):
-            group = wire.batch_groups(
-                [r for _, r in queue[: self._policy.max_records]], self._policy.max_records
-            )[0]
+        while queue:
+            group = self._group(queue)
+            payload = self._encode(vehicle, epoch, group)
+            if payload is None:
+                continue  # that record was set aside as unsendable: try what follows it
+            del queue[: len(group)]
+            self._count -= len(group)
+            if queue:
+                self._since[stream] = now
+            return Message(topic, payload, tuple(group))
+        return None
+
+    def _group(self, queue: list[tuple[int, Record]]) -> list[Record]:
+        if not self._policy.applies(queue[0][1].stream):
+            return [queue[0][1]]
+        head = [r for _, r in queue[: self._policy.max_records]]
+        return wire.batch_groups(head, self._policy.max_records)[0]
+
+    def _encode(self, vehicle: str, epoch: str, group: list[Record]) -> bytes | None:
+        """The group's bytes, halving a batch until it fits the collector's limits.
+
+        None when the first record alone can never be sent: it is then dropped from the outbox (and
+        so announced as dropped) and from the queue, instead of being resent forever.
+        """
+        problem = wire.record_problem(group[0])
+        while problem is None:
             doc = (
                 wire.batch_doc(vehicle, epoch, group) if len(group) > 1 else wire.record_doc(group[0], epoch)
             )
-        else:
-            group = [queue[0][1]]
-            doc = wire.record_doc(group[0], epoch)
-        del queue[: len(group)]
-        if queue:
-            self._since[stream] = now
-        return Message(topic, wire.dumps(doc), tuple(group))
+            try:
+                return wire.dumps_checked(doc)
+            except wire.Unsendable as exc:
+                if len(group) == 1:
+                    problem = str(exc)
+                del group[len(group) // 2 or 1 :]
+        self._set_aside(group[0], problem)
+        return None
+
+    def _set_aside(self, record: Record, reason: str) -> None:
+        self._outbox.drop_unsendable(record.id, record.stream, record.seq, reason)
+        queue = self._staged[record.stream]
+        kept = [item for item in queue if item[1].id != record.id]
+        self._count -= len(queue) - len(kept)
+        queue[:] = kept
+        self.held.discard(record.id)

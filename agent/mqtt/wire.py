@@ -3,9 +3,8 @@
 Every document has ``"v": 1``, a ``kind`` and a ``msg_id``. Payload bytes are compact JSON, or the
 same JSON compressed with zlib when that saves at least a tenth (a reader tells them apart by the
 first byte: ``{`` or ``0x78``). High-rate telemetry goes as a ``batch``: up to a minute of records
-of one stream in columns (see columns.py), which is what makes a 1 Hz GPS day cheap on 4G.
-
-The collector decodes hostile bytes with :func:`loads` and the ``*_of_*`` functions: every problem
+of one stream in columns (see columns.py), which is what makes a 1 Hz GPS day cheap on 4G. The
+collector decodes hostile bytes with :func:`loads` and the ``*_of_*`` functions: every problem
 is a :class:`WireError` whose ``reason`` is one short word for the counters.
 """
 
@@ -14,22 +13,32 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agent.mqtt import columns
+from agent.mqtt.limits import (
+    MAX_INFLATED_BYTES,
+    MAX_MSG_ID_CHARS,
+    MAX_PAYLOAD_BYTES,
+    MAX_PAYLOAD_KEYS,
+    MAX_SEQ,
+    MAX_WALL_SOURCE_CHARS,
+)
 from agent.outbox import Record
 
 VERSION = 1
-#: What a reader accepts at most: a raw MQTT payload, and the JSON a compressed one inflates to.
-MAX_PAYLOAD_BYTES = 256 * 1024
-MAX_INFLATED_BYTES = 2 * 1024 * 1024
 #: Below this a document is sent as plain JSON: zlib's header and checksum would eat the gain.
 COMPRESS_FROM_BYTES = 160
 ZLIB_FIRST_BYTE = 0x78
 #: Batch times are carried to the microsecond (what makes them exact decimals for columns.py).
 TIME_DECIMALS = 6
+
+
+class Unsendable(ValueError):
+    """A document the collector would refuse (too large, too many keys): it can never be delivered."""
 
 
 class WireError(ValueError):
@@ -231,11 +240,36 @@ def _pair(value: object) -> bool:
 
 def dumps(doc: Mapping[str, Any]) -> bytes:
     """Compact JSON, zlib-compressed when that saves at least a tenth."""
-    text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return _pack(json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode())
+
+
+def _pack(text: bytes) -> bytes:
     if len(text) < COMPRESS_FROM_BYTES:
         return text
     packed = zlib.compress(text, 9)
     return packed if len(packed) * 10 < len(text) * 9 else text
+
+
+def record_problem(record: Record) -> str | None:
+    """Why the collector's schema would refuse this record whatever it is sent in, or None."""
+    if len(record.msg_id) > MAX_MSG_ID_CHARS:
+        return f"msg_id of {len(record.msg_id)} characters, limit {MAX_MSG_ID_CHARS}"
+    if len(record.payload) > MAX_PAYLOAD_KEYS:
+        return f"payload with {len(record.payload)} keys, limit {MAX_PAYLOAD_KEYS}"
+    if len(record.wall_source) > MAX_WALL_SOURCE_CHARS:
+        return f"wall_source of {len(record.wall_source)} characters, limit {MAX_WALL_SOURCE_CHARS}"
+    return None
+
+
+def dumps_checked(doc: Mapping[str, Any]) -> bytes:
+    """``dumps``, but Unsendable when the collector's :func:`loads` would refuse the bytes as too large."""
+    text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    if len(text) > MAX_INFLATED_BYTES:  # checked first: no point compressing what will be refused
+        raise Unsendable(f"{len(text)} bytes of JSON, limit {MAX_INFLATED_BYTES}")
+    data = _pack(text)
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise Unsendable(f"{len(data)} bytes on the wire, limit {MAX_PAYLOAD_BYTES}")
+    return data
 
 
 def loads(data: bytes) -> Any:
@@ -281,6 +315,10 @@ def publish_packet_bytes(topic: str, payload_len: int, *, mqtt5: bool) -> int:
 
 def record_of_doc(doc: Mapping[str, Any], vehicle: str) -> Received:
     """The record in a ``record`` document; its msg_id must name this vehicle, stream and seq."""
+    try:
+        mono, wall = _finite(doc["mono"]), _finite(doc["wall"])
+    except (TypeError, ValueError) as exc:
+        raise WireError("bad-record", f"mono/wall: {exc}") from exc
     received = Received(
         stream=doc["stream"],
         seq=doc["seq"],
@@ -288,10 +326,12 @@ def record_of_doc(doc: Mapping[str, Any], vehicle: str) -> Received:
         boot_id=doc["boot_id"],
         priority=doc["priority"],
         payload=doc["payload"],
-        mono=float(doc["mono"]),
-        wall=float(doc["wall"]),
+        mono=mono,
+        wall=wall,
         wall_source=doc["wall_source"],
     )
+    if not 1 <= received.seq <= MAX_SEQ:
+        raise WireError("bad-seq", f"seq {received.seq} outside 1..{MAX_SEQ}")
     expected = record_msg_id(vehicle, received.boot_id, received.stream, received.seq)
     if received.msg_id != expected:
         raise WireError("msg-id-mismatch", f"msg_id {received.msg_id!r} is not {expected!r}")
@@ -314,7 +354,7 @@ def records_of_batch(doc: Mapping[str, Any], vehicle: str) -> list[Received]:
         raise WireError("bad-batch", "seq column does not run from first_seq to last_seq upwards")
     try:
         return [_batch_record(vehicle, stream, boot_id, meta=meta, cols=cols, i=i) for i in range(count)]
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:  # _finite's OverflowError too: huge ints, 1e400 = inf
         raise WireError("bad-batch", f"column of the wrong type: {exc}") from exc
 
 
@@ -322,7 +362,7 @@ def _batch_record(
     vehicle: str, stream: str, boot_id: str, *, meta: dict[str, list[Any]], cols: dict[str, list[Any]], i: int
 ) -> Received:
     seq = meta["seq"][i]
-    if not isinstance(seq, int) or isinstance(seq, bool):
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= MAX_SEQ:
         raise TypeError(f"seq {seq!r}")
     for name in ("wall_source", "priority"):
         if not isinstance(meta[name][i], str):
@@ -334,10 +374,23 @@ def _batch_record(
         boot_id=boot_id,
         priority=meta["priority"][i],
         payload={key: values[i] for key, values in cols.items()},
-        mono=float(meta["mono"][i]),
-        wall=float(meta["wall"][i]),
+        mono=_finite(meta["mono"][i]),
+        wall=_finite(meta["wall"][i]),
         wall_source=meta["wall_source"][i],
     )
+
+
+def _finite(value: Any) -> float:
+    """A JSON number as a finite float; a string ("nan"), bool, 1e400 or 10**400 is refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{value!r} is not a number")
+    try:
+        number = float(value)
+    except OverflowError as exc:
+        raise ValueError(f"{str(value)[:20]}... is too large") from exc
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not finite")
+    return number
 
 
 def _not_increasing(seqs: list[Any]) -> bool:

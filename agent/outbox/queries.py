@@ -11,18 +11,22 @@ from agent.outbox.records import StreamStats
 Row = tuple[Any, ...]
 
 # The column lists are spelled out (in record_from_row's order) rather than formatted in, so every
-# statement here is a constant.
+# statement here is a constant. The payload is read as bytes: a row whose text is not UTF-8 (a torn
+# write, a hand edit) would otherwise make sqlite3 fail the whole fetch, not just that row.
 PENDING = (
-    "SELECT id, stream, seq, priority, payload, mono, wall, wall_source, boot_id, state, sent_at"
+    "SELECT id, stream, seq, priority, CAST(payload AS BLOB), mono, wall, wall_source, boot_id, state,"
+    " sent_at"
     " FROM records INDEXED BY records_pending WHERE state = 0 AND id > ? ORDER BY id LIMIT ?"
 )
 PENDING_OF_STREAM = (
-    "SELECT id, stream, seq, priority, payload, mono, wall, wall_source, boot_id, state, sent_at"
+    "SELECT id, stream, seq, priority, CAST(payload AS BLOB), mono, wall, wall_source, boot_id, state,"
+    " sent_at"
     " FROM records INDEXED BY records_pending_stream WHERE state = 0 AND stream = ? AND id > ?"
     " ORDER BY id LIMIT ?"
 )
 SENT_BEFORE = (
-    "SELECT id, stream, seq, priority, payload, mono, wall, wall_source, boot_id, state, sent_at"
+    "SELECT id, stream, seq, priority, CAST(payload AS BLOB), mono, wall, wall_source, boot_id, state,"
+    " sent_at"
     " FROM records INDEXED BY records_sent WHERE state = 1 AND sent_at <= ? ORDER BY id LIMIT ?"
 )
 

@@ -27,6 +27,10 @@ class OutboxError(Exception):
     """The outbox cannot do what was asked; the message names the database file."""
 
 
+class UnreadableRow(ValueError):
+    """A stored row cannot be turned back into a Record (payload not UTF-8, not a JSON object)."""
+
+
 class OutboxFull(OutboxError):
     """The disk (or the configured ``max_file_bytes``) is full: the record was NOT stored."""
 
@@ -115,12 +119,20 @@ def check_times(mono: float, wall: float) -> None:
 def record_from_row(row: tuple[Any, ...], vehicle_id: str) -> Record:
     """A Record from a row of the columns Record has, ``id`` first (see queries.py)."""
     row_id, stream, seq, priority, payload, mono, wall, wall_source, boot_id, state, sent_at = row
+    try:
+        text = payload.decode() if isinstance(payload, bytes) else str(payload)
+        body = json.loads(text)
+        level = PRIORITY_NAMES[priority]
+    except (ValueError, KeyError) as exc:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
+        raise UnreadableRow(f"row {row_id} ({stream} seq {seq}): payload unreadable: {exc}") from exc
+    if not isinstance(body, dict):
+        raise UnreadableRow(f"row {row_id} ({stream} seq {seq}): payload is not a JSON object")
     return Record(
         stream=stream,
         seq=seq,
         msg_id=msg_id(vehicle_id, boot_id, stream, seq),
-        priority=PRIORITY_NAMES[priority],
-        payload=json.loads(payload),
+        priority=level,
+        payload=body,
         mono=mono,
         wall=wall,
         wall_source=wall_source,

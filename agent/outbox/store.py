@@ -33,6 +33,7 @@ from agent.outbox.records import (
     OutboxStats,
     Priority,
     Record,
+    UnreadableRow,
     check_stream,
     check_times,
     encode_payload,
@@ -292,13 +293,35 @@ class Outbox:
             return []
         with self._lock:
             rows = queries.pending_rows(self._connection(), limit, streams, after)
-        return [record_from_row(row, self.vehicle_id) for row in rows]
+            return self._records(rows)
 
     def resend_candidates(self, older_than_s: float, *, limit: int | None = None) -> list[Record]:
         """Records sent (PUBACKed) more than ``older_than_s`` ago that the collector has not acknowledged."""
         with self._lock:
             rows = queries.sent_rows(self._connection(), self._clock() - older_than_s, limit)
-        return [record_from_row(row, self.vehicle_id) for row in rows]
+            return self._records(rows)
+
+    def _records(self, rows: list[queries.Row]) -> list[Record]:
+        """Decode rows one by one; an unreadable row is set aside so it cannot stall its stream forever."""
+        records: list[Record] = []
+        for row in rows:
+            try:
+                records.append(record_from_row(row, self.vehicle_id))
+            except UnreadableRow as exc:
+                self.drop_unsendable(int(row[0]), str(row[1]), int(row[2]), str(exc))
+        return records
+
+    def drop_unsendable(self, row_id: int, stream: str, seq: int, reason: str) -> None:
+        """Delete a record that can never be delivered, counted and recorded as dropped (not a loss).
+
+        The seq goes into the dropped ranges, so the collector is told not to wait for it.
+        """
+        with self._lock:
+            with self._write() as conn:
+                freed = thinning.drop_row(conn, row_id, stream, seq)
+            self._used -= freed
+            self._cap.committed(self._used, None)
+        log.error("outbox.record_dropped_unsendable", stream=stream, seq=seq, row_id=row_id, reason=reason)
 
     def dropped_ranges(self, stream: str) -> list[tuple[int, int]]:
         """Inclusive seq ranges of ``stream`` dropped by the cap and not yet covered by an ack."""

@@ -159,3 +159,16 @@ def dropped_ranges(conn: sqlite3.Connection, stream: str) -> list[tuple[int, int
         "SELECT first_seq, last_seq FROM dropped_ranges WHERE stream = ? ORDER BY first_seq", (stream,)
     )
     return [(int(first), int(last)) for first, last in rows]
+
+
+def drop_row(conn: sqlite3.Connection, row_id: int, stream: str, seq: int) -> int:
+    """Delete one row as dropped (counted, its seq recorded like a thinned one); returns bytes freed."""
+    row = conn.execute("SELECT size FROM records WHERE id = ?", (row_id,)).fetchone()
+    if row is None:
+        return 0
+    conn.execute("DELETE FROM records WHERE id = ?", (row_id,))
+    conn.execute(
+        "UPDATE streams SET dropped = dropped + 1, bytes = bytes - ? WHERE stream = ?", (row[0], stream)
+    )
+    add_dropped_seq(conn, stream, seq)
+    return int(row[0])

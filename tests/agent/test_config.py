@@ -80,9 +80,7 @@ def test_literal_choice_lists_the_allowed_values() -> None:
 
 
 def test_power_needs_at_least_one_source() -> None:
-    assert errors_of(MINIMAL + "[power]\n") == [
-        "bus.toml:power: set at least one of sysfs, vedirect, gpio"
-    ]
+    assert errors_of(MINIMAL + "[power]\n") == ["bus.toml:power: set at least one of sysfs, vedirect, gpio"]
 
 
 @pytest.mark.parametrize(

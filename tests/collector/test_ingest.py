@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.mqtt import wire
+from agent.mqtt import limits, wire
 from agent.outbox import Record
 from collector.cli import main
 from collector.ingest import Collector, Ingest
@@ -92,7 +92,7 @@ def test_hostile_messages_are_counted_not_stored_and_the_collector_keeps_going(
     wrong_schema["seq"] = "one"
     send(sender, topic, b"{not json")
     send(sender, topic, json.dumps(wrong_schema).encode())
-    send(sender, topic, b"x" * (wire.MAX_PAYLOAD_BYTES + 10))
+    send(sender, topic, b"x" * (limits.MAX_PAYLOAD_BYTES + 10))
     send(sender, topic, zlib.compress(b"[" + b"0," * 3_000_000 + b"0]"))
     send(sender, topic, event(1, vehicle="bus-other"))  # msg_id names another vehicle than the topic
     send(sender, f"busagent/{VEHICLE}/probes/result", event(1))  # an events record on another stream

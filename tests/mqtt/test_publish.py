@@ -152,6 +152,10 @@ def test_agent_killed_with_sigkill_during_appends_loses_no_committed_record_and_
         claimed.append((line[0].decode(), int(line[1])))
     child.send_signal(signal.SIGKILL)
     child.wait(5)
+    # Every claim printed before the kill counts, not just the first 400 read: the child kept going.
+    for raw in child.stdout.read().splitlines(keepends=True):
+        if raw.endswith(b"\n") and len(raw.split()) == 2:
+            claimed.append((raw.split()[0].decode(), int(raw.split()[1])))
     child.stdout.close()
     outbox = open_outbox(path, boot_id="boot-after")
     last = {stream: max(seq for s, seq in claimed if s == stream) for stream in ("events", "probes/result")}

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.mqtt import columns, topics, wire
+from agent.mqtt import columns, limits, topics, wire
 from agent.outbox import Record
 from collector.validate import Schemas
 from tests.mqtt.conftest import VEHICLE, gps_payload
@@ -124,7 +124,7 @@ def test_a_batch_naming_another_vehicle_or_a_lying_seq_range_is_refused() -> Non
         (b"[" * 100_000, "not-json"),
         (zlib.compress(b"{" + b" " * (3 * 1024 * 1024) + b"}"), "too-large"),
         (zlib.compress(b'{"a": 1}')[:-3], "bad-zlib"),
-        (b"x" * (wire.MAX_PAYLOAD_BYTES + 1), "too-large"),
+        (b"x" * (limits.MAX_PAYLOAD_BYTES + 1), "too-large"),
     ],
 )
 def test_unreadable_payloads_raise_wire_error_with_a_reason(payload: bytes, reason: str) -> None:
