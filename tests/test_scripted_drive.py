@@ -38,6 +38,11 @@ from simulators.network import SimulatedNetwork
 from simulators.power import GpioLineSimulator
 from simulators.pty import PtyPort
 
+# Measurements of a simulated link in real time: a scheduler stall on a shared 2-core machine can
+# delay one run by tens of milliseconds. A wrong measurement fails all three attempts.
+pytestmark = pytest.mark.flaky(reruns=2)
+
+
 SPEEDUP = 40.0
 CRUISE_MPS = 50 / 3.6
 START = datetime.datetime(2026, 3, 2, 7, 45, tzinfo=datetime.UTC).timestamp()

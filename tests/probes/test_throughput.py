@@ -30,6 +30,11 @@ from simulators.netsvc.http_portal import HttpPortal
 from simulators.netsvc.link import Link, LinkProfile
 from simulators.netsvc.speedtest_mini import SpeedtestMini
 
+# Measurements of a simulated link in real time: a scheduler stall on a shared 2-core machine can
+# delay one run by tens of milliseconds. A wrong measurement fails all three attempts.
+pytestmark = pytest.mark.flaky(reruns=2)
+
+
 RATE_TOLERANCE = 0.25
 LATENCY_TOLERANCE_MS = 20.0
 THREADS = 2
