@@ -16,6 +16,7 @@ from agent.config.loader import in_range, setting
 from agent.probes import DEFAULT_DNS_NAMES, DEFAULT_LATENCY_TARGETS, DEFAULT_PORTAL_URLS
 
 _VEHICLE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_GROUP_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}\$?")
 SERIAL_SCHEMES = ("socket", "rfc2217", "loop", "spy", "alt", "hwgrep")
 
 
@@ -26,6 +27,12 @@ def _vehicle_id(value: str) -> str | None:
         f"{value!r} is not a valid vehicle id (letters, digits, '-', '_', '.'; at most 64;"
         " it becomes part of MQTT topics)"
     )
+
+
+def _group_name(value: str) -> str | None:
+    if not value or _GROUP_RE.fullmatch(value):
+        return None
+    return f"{value!r} is not a valid group name"
 
 
 def _absolute_path(value: str) -> str | None:
@@ -113,6 +120,10 @@ class AgentSection:
     data_dir: str = setting("/var/lib/busagent", check=_absolute_path)
     runtime_dir: str = setting("/run/busagent", check=_absolute_path)
     log_level: Literal["debug", "info", "warning", "error"] = setting("info")
+    control_group: str = setting(
+        "", check=_group_name, doc="group that may use the control socket; empty: the daemon's group"
+    )
+    outbox_cap_mb: float = setting(200.0, check=in_range(1, 100_000), doc="disk the outbox may use")
 
 
 @dataclasses.dataclass(frozen=True)
