@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import tempfile
@@ -15,6 +16,7 @@ from simulators.control import ControlServer, control_socket_for, send
 
 
 def _devices(args: argparse.Namespace) -> int:
+    from simulators.backend import SimulatedBackend
     from simulators.devices import SimulatedBus
 
     config_path = Path(args.write_config).resolve()
@@ -27,13 +29,19 @@ def _devices(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    with SimulatedBus(workdir, vehicle_id=args.vehicle, modem_variant=args.modem) as bus:
+    with contextlib.ExitStack() as stack:
+        bus = stack.enter_context(SimulatedBus(workdir, vehicle_id=args.vehicle, modem_variant=args.modem))
+        text = bus.config_text()
+        if not args.no_backend:
+            backend = stack.enter_context(SimulatedBackend(workdir / "backend"))
+            text += "\n" + backend.config_text()
+            print(f"broker {backend.broker.url}, collector database {backend.db_path}", flush=True)
         control = ControlServer(control_socket_for(config_path), bus.apply)
         control.start()
         try:
             # Write to a temporary name first: whoever waits for the file never reads half of it.
             tmp = config_path.with_name(config_path.name + ".tmp")
-            tmp.write_text(bus.config_text())
+            tmp.write_text(text)
             tmp.replace(config_path)
             print(f"simulated devices running in {workdir}", flush=True)
             print(f"agent config: {config_path}", flush=True)
@@ -87,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     devices.add_argument("--vehicle", default="bus-sim-01")
     devices.add_argument(
         "--modem", default="quectel", choices=["quectel", "quectel18", "sierra", "huawei", "generic"]
+    )
+    devices.add_argument(
+        "--no-backend",
+        action="store_true",
+        help="devices only: no simulated portals, speed test, broker and collector",
     )
     devices.set_defaults(func=_devices)
 

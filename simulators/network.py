@@ -69,3 +69,21 @@ class SimulatedNetwork:
             http=HttpConfig(urls=tuple(f"{self.portal.url}/{name}" for name in PORTALS), timeout_s=10.0),
             throughput=ThroughputConfig(server_url=self.speedtest.url + "/", length_s=throughput_length_s),
         )
+
+    def probes_toml(self, *, speedtest_length_s: float = 1.5, settle_s: float = 60.0) -> str:
+        """The agent's ``[probes]`` section measuring this network (the same targets as suite_config)."""
+        suite = self.suite_config(throughput_length_s=speedtest_length_s)
+        assert suite.throughput is not None and suite.dns.server is not None
+        return f"""[probes]
+latency_targets = {_toml_list(suite.latency.targets)}
+dns_names = {_toml_list(suite.dns.names)}
+dns_server = "{suite.dns.server}"
+http_urls = {_toml_list(suite.http.urls)}
+speedtest_url = "{suite.throughput.server_url}"
+speedtest_length_s = {max(1.0, speedtest_length_s)}
+settle_s = {settle_s}
+"""
+
+
+def _toml_list(items: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f'"{item}"' for item in items) + "]"

@@ -124,6 +124,11 @@ class AgentSection:
         "", check=_group_name, doc="group that may use the control socket; empty: the daemon's group"
     )
     outbox_cap_mb: float = setting(200.0, check=in_range(1, 100_000), doc="disk the outbox may use")
+    watchdog_stall_s: float = setting(
+        0.0,
+        check=in_range(0, 3600),
+        doc="a worker silent this long is stuck; 0: from its interval and timeout",
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -88,8 +88,11 @@ class Publisher:
         *,
         wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
         self.outbox = outbox
+        # Called once per turn of the thread: the daemon's watchdog sees a wedged publisher.
+        self._heartbeat = heartbeat or (lambda: None)
         self.settings = settings
         self.vehicle = topics.check_vehicle(outbox.vehicle_id)
         self._wall = wall
@@ -160,6 +163,7 @@ class Publisher:
 
     def _run(self) -> None:
         while not (self._stopping.is_set() and self._stopped()):
+            self._heartbeat()
             try:
                 self._turn()
             except OutboxError as exc:

@@ -12,6 +12,7 @@ import dataclasses
 import queue
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 import structlog
@@ -22,6 +23,7 @@ from agent.core.visit_summary import StopVisit
 from agent.probes.results import SuiteResult
 from agent.probes.results import to_dict as result_dict
 from agent.runtime.clock import Clock
+from agent.runtime.watchdog import Health
 from drivers.base import Driver, Snapshot
 from drivers.snapshots import GpsSnapshot, ModemSnapshot, PowerSnapshot, PrinterSnapshot, to_dict
 
@@ -41,6 +43,7 @@ class DeviceStatus:
     last: Snapshot | None = None
     last_ok_mono: float | None = None
     failing_since_mono: float | None = None
+    last_read_mono: float | None = None
     reads: int = 0
 
 
@@ -56,6 +59,7 @@ class DevicePoller(threading.Thread):
         clock: Clock,
         inbox: queue.Queue[tuple[str, float, object]],
         stopping: threading.Event,
+        health: Health,
     ) -> None:
         super().__init__(name=f"poll-{name}", daemon=True)
         self.device = name
@@ -64,14 +68,14 @@ class DevicePoller(threading.Thread):
         self.clock = clock
         self.inbox = inbox
         self.stopping = stopping
-        self.last_progress_mono = clock.monotonic()
+        self.health = health
 
     def run(self) -> None:
         next_at = self.clock.monotonic()
         while not self.stopping.is_set():
             snap = self.driver.read()  # never raises: failures are snapshots too
             now = self.clock.monotonic()
-            self.last_progress_mono = now
+            self.health.beat(self.name)
             self.inbox.put((self.device, now, snap))
             # Fixed rate, not fixed delay: a slow read does not stretch the schedule, and a read
             # slower than the interval starts the next one at once instead of piling up.
@@ -92,6 +96,7 @@ class Runtime:
         run_suite: SuiteRunner,
         sink: Sink,
         clock: Clock,
+        health: Health | None = None,
     ) -> None:
         self.tracker = tracker
         self.run_suite = run_suite
@@ -99,6 +104,8 @@ class Runtime:
         self.clock = clock
         self.stopping = threading.Event()
         self.inbox: queue.Queue[tuple[str, float, object]] = queue.Queue()
+        self.health = health or Health()
+        self.intervals = dict(intervals)
         self.devices = {name: DeviceStatus() for name in drivers}
         self.pollers = [
             DevicePoller(
@@ -108,11 +115,15 @@ class Runtime:
                 clock=clock,
                 inbox=self.inbox,
                 stopping=self.stopping,
+                health=self.health,
             )
             for name, driver in drivers.items()
         ]
         self._probe_thread: threading.Thread | None = None
+        self._probe: _RunningProbe | None = None
+        self._manual: list[tuple[str | None, Future[dict[str, Any]]]] = []
         self.last_suite: SuiteResult | None = None
+        self.last_probe: dict[str, Any] | None = None
 
     def stop(self) -> None:
         self.stopping.set()
@@ -123,6 +134,7 @@ class Runtime:
             poller.start()
         try:
             while not self.stopping.is_set():
+                self.health.beat("loop")
                 self._drain(timeout_s=TICK_S)
                 self._maybe_start_probe()
         finally:
@@ -132,6 +144,20 @@ class Runtime:
             if self._probe_thread is not None:
                 self._probe_thread.join(timeout=120)
             self._drain(timeout_s=0)
+            for _, waiter in self._manual:
+                waiter.set_exception(RuntimeError("the daemon is stopping"))
+
+    def call(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run ``fn`` on the loop thread (the only one that may touch the tracker); its Future."""
+        future: Future[Any] = Future()
+        self.inbox.put(("call", self.clock.monotonic(), _Call(fn, future)))
+        return future
+
+    def request_probe(self, label: str | None) -> Future[dict[str, Any]]:
+        """A technician's suite (``agentctl test``): starts when no other runs; resolves to its record."""
+        future: Future[dict[str, Any]] = Future()
+        self.call(lambda: self._manual.append((label, future)))
+        return future
 
     # -- inbox ----------------------------------------------------------------------------------
 
@@ -151,7 +177,13 @@ class Runtime:
                 return
 
     def _dispatch(self, source: str, now: float, item: object) -> None:
-        if isinstance(item, SuiteResult):
+        if isinstance(item, _Call):
+            if item.future.set_running_or_notify_cancel():
+                try:
+                    item.future.set_result(item.fn())
+                except Exception as exc:  # noqa: BLE001 -- handed to the caller, who reports it
+                    item.future.set_exception(exc)
+        elif isinstance(item, SuiteResult):
             self._on_suite(now, item)
         elif isinstance(item, Snapshot):
             self._on_snapshot(source, now, item)
@@ -175,6 +207,7 @@ class Runtime:
     def _track_status(self, device: str, now: float, snap: Snapshot) -> None:
         status = self.devices[device]
         status.last = snap
+        status.last_read_mono = now
         status.reads += 1
         if snap.ok:
             if status.failing_since_mono is not None:
@@ -201,15 +234,31 @@ class Runtime:
     def _maybe_start_probe(self) -> None:
         if self._probe_thread is not None and self._probe_thread.is_alive():
             return
-        now = self.clock.monotonic()
-        request = self.tracker.due_probe(now, self.clock.wall())
+        now, wall = self.clock.monotonic(), self.clock.wall()
+        if self._manual:
+            label, waiter = self._manual.pop(0)
+            request = self.tracker.manual_probe(now, wall)
+            if request is not None:
+                self.start_probe(now, request, label=label, waiter=waiter)
+                return
+            self._manual.insert(0, (label, waiter))
+        request = self.tracker.due_probe(now, wall)
         if request is not None:
             self.start_probe(now, request)
 
-    def start_probe(self, now: float, request: ProbeRequest) -> None:
+    def start_probe(
+        self,
+        now: float,
+        request: ProbeRequest,
+        *,
+        label: str | None = None,
+        waiter: Future[dict[str, Any]] | None = None,
+    ) -> None:
         """Start ``request`` on the probe worker (the scheduler already said it may run)."""
         self.tracker.probe_started(now, request)
-        log.info("probe.started", reason=request.reason, throughput=request.throughput)
+        self._probe = _RunningProbe(request, label, waiter)
+        log.info("probe.started", reason=request.reason, throughput=request.throughput, label=label)
+        self.health.idle("probe", False)
 
         def work() -> None:
             started = self.clock.monotonic()
@@ -217,6 +266,7 @@ class Runtime:
             finished = self.clock.monotonic()
             # Probes time themselves in real seconds; the record says when on the agent's clock.
             suite = dataclasses.replace(suite, started_mono_s=started, finished_mono_s=finished)
+            self.health.idle("probe", True)
             self.inbox.put(("probe", finished, suite))
 
         self._probe_thread = threading.Thread(target=work, name="probe-suite", daemon=True)
@@ -225,9 +275,29 @@ class Runtime:
     def _on_suite(self, now: float, suite: SuiteResult) -> None:
         attached = self.tracker.probe_finished(now, suite)
         self.last_suite = attached
+        running, self._probe = self._probe, None
         payload = result_dict(attached)
+        if running is not None:
+            payload["reason"] = running.request.reason
+            payload["label"] = running.label
         # Provenance: when the suite started, by the best clock known (boot, monotonic, wall, source).
         started_wall = self.clock.wall() - (now - attached.started_mono_s)
         payload["stamp"] = self.tracker.stamp(attached.started_mono_s, started_wall).to_dict()
         self.sink("probes/result", payload)
+        self.last_probe = payload
         log.info("probe.finished", bytes_used=attached.bytes_used, failures=len(attached.failures))
+        if running is not None and running.waiter is not None:
+            running.waiter.set_result(payload)
+
+
+@dataclasses.dataclass(frozen=True)
+class _RunningProbe:
+    request: ProbeRequest
+    label: str | None
+    waiter: Future[dict[str, Any]] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    fn: Callable[[], Any]
+    future: Future[Any]

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import os
 import random
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,13 +14,12 @@ from typing import Any
 
 import pytest
 
+import simulators.broker
 from agent.mqtt import BatchPolicy, BrokerUrl, LinkSettings, Publisher, PublisherSettings
 from agent.outbox import Outbox
 from collector.ingest import Collector
 from collector.store import Store
-from simulators.process import free_port, terminate
 
-MOSQUITTO = "/usr/sbin/mosquitto"
 OPENSSL = "/usr/bin/openssl"
 VEHICLE = "bus-tdc-01"
 
@@ -35,56 +32,12 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 20.0, what: str
         time.sleep(0.02)
 
 
-class Mosquitto:
-    """The real broker with a generated config; stop/kill/start again on the same port."""
-
-    def __init__(self, workdir: Path, config: str | None = None, port: int | None = None) -> None:
-        self.workdir = workdir
-        self.port = port or free_port()
-        self.config_path = workdir / "mosquitto.conf"
-        self.config_path.write_text(
-            config
-            if config is not None
-            else f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        )
-        if os.geteuid() == 0:  # as root mosquitto would switch to "mosquitto", who cannot read tmp_path
-            with self.config_path.open("a") as handle:
-                handle.write("user root\n")
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = workdir / "mosquitto.log"
+class Mosquitto(simulators.broker.Mosquitto):
+    """The shared broker helper, with the URL as the publisher's BrokerUrl."""
 
     @property
-    def url(self) -> BrokerUrl:
+    def url(self) -> BrokerUrl:  # type: ignore[override]
         return BrokerUrl("127.0.0.1", self.port, tls=False)
-
-    def start(self, ports: tuple[int, ...] | None = None) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [MOSQUITTO, "-c", str(self.config_path)], stdout=log, stderr=subprocess.STDOUT
-            )
-        for port in ports or (self.port,):
-            wait_until(lambda p=port: self._listening(p), 10.0, f"mosquitto on port {port}")  # type: ignore[misc]
-
-    def _listening(self, port: int) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"mosquitto exited: {self.log_path.read_text()[-2000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        except OSError:
-            return False
-        return True
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            terminate(self.proc)
-            self.proc = None
-
-    def kill(self) -> None:
-        """SIGKILL: no goodbye to clients, and (persistence off) every queued message gone."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(5)
-            self.proc = None
 
 
 @pytest.fixture
