@@ -1,5 +1,7 @@
 # busagent: `make demo` shows it working on simulators; `make test` runs the whole suite.
 # Both install what they need first: Debian packages (apt-get when root) and a local .venv.
+# `sudo make install` installs the service on a Raspberry Pi OS / Debian box (systemd/install.sh);
+# `make install DESTDIR=/mnt/root` stages the same files into another root.
 
 SHELL  := /bin/bash
 PYTHON ?= python3
@@ -11,7 +13,7 @@ STAMP  := $(VENV)/.installed
 SYSTEM_PROGRAMS := /usr/sbin/mosquitto:mosquitto /usr/sbin/gpsd:gpsd /usr/bin/gpspipe:gpsd-clients \
                    /usr/sbin/ippeveprinter:cups-ipp-utils /usr/bin/dbus-daemon:dbus-daemon
 
-.PHONY: demo test lint typecheck unit system-deps venv clean
+.PHONY: demo test lint typecheck unit system-deps venv clean install
 
 demo: system-deps venv
 	$(BIN)/python -m simulators.demo
@@ -53,6 +55,9 @@ system-deps:
 	    exit 1; \
 	  fi; \
 	fi
+
+install:
+	bash systemd/install.sh $(if $(DESTDIR),--root "$(DESTDIR)")
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -93,6 +93,8 @@ class GpsdProcess:
                     continue
                 raise GpsdStartError(f"{exc}; gpsd said: {stderr.strip()[-1500:] or '(nothing)'}") from None
             self.history.record("start", port=self.port, devices=self.devices)
+            # A restarted gpsd listens where clients expect it, as systemd's gpsd.socket would.
+            self._requested_port = self.port
             return
 
     def _spawn(self) -> None:

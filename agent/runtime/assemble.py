@@ -78,14 +78,16 @@ def intervals(config: AgentConfig) -> dict[str, float]:
 
 
 def register_workers(health: Health, config: AgentConfig, clock: Clock) -> None:
-    """Each worker's stall limit: the configured one, or its own schedule plus its read budget."""
+    """Each worker's stall limit: its own schedule plus the configured allowance, or its read budget."""
     fixed = config.agent.watchdog_stall_s
     for name, section in config.devices().items():
         # An AT modem may spend up to three timeouts on one read (drivers/modem/at_driver.py).
-        budget = 3 * float(getattr(section, "timeout_s", 10.0))
-        limit = fixed or clock.to_real(float(getattr(section, "poll_s", 1.0))) + budget + MARGIN_S
-        health.register(f"poll-{name}", limit)
-    health.register("loop", fixed or LOOP_LIMIT_S)
+        budget = 3 * float(getattr(section, "timeout_s", 10.0)) + MARGIN_S
+        health.register(
+            f"poll-{name}", clock.to_real(float(getattr(section, "poll_s", 1.0))) + (fixed or budget)
+        )
+    tick = clock.to_real(1.0)
+    health.register("loop", tick + (fixed or LOOP_LIMIT_S))
     if config.mqtt is not None:
         health.register("publisher", fixed or PUBLISHER_LIMIT_S)
     health.register("probe", PROBE_LIMIT_S)

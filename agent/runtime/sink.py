@@ -52,8 +52,12 @@ class RecordSink:
 
     def __call__(self, stream: str, payload: dict[str, Any]) -> None:
         with self._lock:
-            self._held.append((stream, payload, self.stamp()))
-            self._flush()
+            record = (stream, payload, self.stamp())
+            if self._held:  # keep the order: what waits goes first
+                self._held.append(record)
+                self._flush()
+            elif not self._write(*record):
+                self._held.append(record)
             self._bound()
 
     def flush(self) -> int:
@@ -63,31 +67,29 @@ class RecordSink:
             return len(self._held)
 
     def _flush(self) -> None:
-        while self._held:
-            stream, payload, stamp = self._held[0]
-            try:
-                self.outbox.append(
-                    stream,
-                    payload,
-                    priority=priority_of(stream),
-                    mono=stamp.mono,
-                    wall=stamp.wall,
-                    wall_source=stamp.source,
-                )
-            except ValueError as exc:  # a payload the outbox can never take: a bug, not the disk
-                self._held.popleft()
-                self.given_up += 1
-                log.error("sink.record_rejected", stream=stream, error=str(exc))
-                continue
-            except OutboxError as exc:
-                if self.last_error is None:
-                    log.error("sink.outbox_refused", error=str(exc), held=len(self._held))
-                self.last_error = str(exc)
-                return
+        while self._held and self._write(*self._held[0]):
             self._held.popleft()
-            if self.last_error is not None:
-                log.info("sink.outbox_back", error_was=self.last_error)
-                self.last_error = None
+
+    def _write(self, stream: str, payload: dict[str, Any], stamp: TimeStamp) -> bool:
+        """True when the record is in the outbox (or can never be, and was counted as given up)."""
+        try:
+            self.outbox.append(
+                stream, payload, priority=priority_of(stream), mono=stamp.mono, wall=stamp.wall,
+                wall_source=stamp.source,
+            )  # fmt: skip
+        except ValueError as exc:  # a payload the outbox can never take: a bug, not the disk
+            self.given_up += 1
+            log.error("sink.record_rejected", stream=stream, error=str(exc))
+            return True
+        except OutboxError as exc:
+            if self.last_error is None:
+                log.error("sink.outbox_refused", error=str(exc), held=len(self._held))
+            self.last_error = str(exc)
+            return False
+        if self.last_error is not None:
+            log.info("sink.outbox_back", error_was=self.last_error)
+            self.last_error = None
+        return True
 
     def _bound(self) -> None:
         while len(self._held) > MEMORY_LIMIT:

@@ -6,8 +6,10 @@ Pure data and functions (no I/O), shared by the driver, the stop-visit summary a
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from drivers.snapshots import PrinterSnapshot
+if TYPE_CHECKING:  # agentctl imports these words; the snapshot module would pull in the driver base
+    from drivers.snapshots import PrinterSnapshot
 
 REASON_WORDS = {
     "media-empty": "out of paper",

@@ -137,7 +137,8 @@ def test_agentctl_config_check_prints_each_error_and_fails(tmp_path: Path) -> No
     result = run_agentctl("config", "check", str(path))
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"{path}:agent.foo: unknown key (known keys here: data_dir, log_level, runtime_dir, vehicle_id)",
+        f"{path}:agent.foo: unknown key (known keys here: control_group, data_dir, log_level,"
+        " outbox_cap_mb, runtime_dir, vehicle_id, watchdog_stall_s)",
         f"{path}:gps.poll_s: must be at least 0.1, got -1.0",
     ]
 
