@@ -73,9 +73,26 @@ def _do(args: argparse.Namespace) -> int:
 
 
 def _day(args: argparse.Namespace) -> int:
-    del args
-    print("busagent-sim day: not implemented yet", file=sys.stderr)
-    return 2
+    from simulators.day import run_day
+    from simulators.scenario import ScenarioError
+
+    if args.speedup <= 0:
+        print(f"--speedup must be positive, got {args.speedup}", file=sys.stderr)
+        return 2
+    try:
+        summary = run_day(args.scenario, speedup=args.speedup, out_dir=Path(args.out), progress=_say)
+    except ScenarioError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return 2
+    out = Path(args.out).resolve()
+    print(f"summary: {out / 'summary.json'}")
+    print(f"map: {out / 'stops.html'} (open it in a web browser: xdg-open {out / 'stops.html'})")
+    return 0 if summary["ok"] else 1
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 ACTIONS_HELP = """actions:
@@ -115,15 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     day = sub.add_parser("day", help="a whole simulated service day, end to end")
     day.add_argument("scenario")
-    day.add_argument("--speedup", type=float, default=60.0)
-    day.add_argument("--out", default="out")
+    day.add_argument("--speedup", type=float, default=300.0, help="simulated seconds per real second")
+    day.add_argument("--out", default="out", help="where summary.json and the maps go (default ./out)")
     day.set_defaults(func=_day)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging("info", sys.stderr)
+    setup_logging("warning" if args.command == "day" else "info", sys.stderr)
     result: int = args.func(args)
     return result
 

@@ -8,12 +8,14 @@ agent reads them exactly as it reads real hardware: only the endpoints in the co
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import math
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.runtime.clock import ScaledClock
 from simulators.gps import GpsSimulator
 from simulators.gpsd import GpsdProcess
 from simulators.modem_at import AtModemSimulator
@@ -23,6 +25,7 @@ from simulators.pty import PtyPort
 
 # The depot of the example fleet (Tarn-et-Garonne); any place works.
 DEPOT = (44.0395, 1.1069)
+MAX_GPS_RATE_HZ = 50.0
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,17 @@ class SimulatedBus:
     """Starts, reconfigures and stops every device simulator of one bus."""
 
     def __init__(
-        self, workdir: Path, *, vehicle_id: str = "bus-sim-01", modem_variant: str = "quectel"
+        self,
+        workdir: Path,
+        *,
+        vehicle_id: str = "bus-sim-01",
+        modem_variant: str = "quectel",
+        clock: ScaledClock | None = None,
     ) -> None:
         self.workdir = workdir
         self.vehicle_id = vehicle_id
         self.modem_variant = modem_variant
+        self.clock = clock  # None: real time; else the GPS follows (and stamps) simulated time
         self._stack = contextlib.ExitStack()
         self.gps: GpsSimulator | None = None
         self.gpsd: GpsdProcess | None = None
@@ -62,7 +71,7 @@ class SimulatedBus:
     def _start_all(self) -> None:
         stack = self._stack
         gps_port = stack.enter_context(PtyPort(self.workdir / "ttyGPS0"))
-        self.gps = GpsSimulator(gps_port)
+        self.gps = self._gps_simulator(gps_port)
         self.gps.set_position(*DEPOT, alt_m=95.0)
         self.gps.start()
         stack.callback(self.gps.stop)
@@ -84,6 +93,18 @@ class SimulatedBus:
         self.printer.start()
         stack.callback(self.printer.stop)
 
+    def _gps_simulator(self, port: PtyPort) -> GpsSimulator:
+        clock = self.clock
+        if clock is None:
+            return GpsSimulator(port)
+        # One epoch per simulated second, up to what gpsd comfortably decodes in real time.
+        return GpsSimulator(
+            port,
+            clock=clock.monotonic,
+            utc_now=lambda: dt.datetime.fromtimestamp(clock.wall(), dt.UTC),
+            rate_hz=min(clock.speedup, MAX_GPS_RATE_HZ),
+        )
+
     def stop(self) -> None:
         self._stack.close()
 
@@ -94,8 +115,12 @@ class SimulatedBus:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def config_text(self) -> str:
-        """An agent config that reads every simulator through its real endpoint."""
+    def config_text(self, *, vedirect: bool = True) -> str:
+        """An agent config that reads every simulator through its real endpoint.
+
+        ``vedirect=False`` leaves the SmartShunt out: its blocks come once a second of real time,
+        too slow for a day on a fast clock (shore power then comes from the GPIO line and sysfs).
+        """
         assert self.gpsd and self.power and self.printer, "start() first"
         data_dir = self.workdir / "data"
         data_dir.mkdir(exist_ok=True)
@@ -114,7 +139,7 @@ url = "{self.workdir / "ttyUSB2"}"
 [power]
 gpio = "{self.power.gpio_path}"
 sysfs = "{self.power.sysfs_root}"
-vedirect = "{self.workdir / "ttyVE0"}"
+{f'vedirect = "{self.workdir / "ttyVE0"}"' if vedirect else ""}
 
 [printer]
 url = "{self.printer.url}"

@@ -132,6 +132,7 @@ class GpsSimulator:
         self._anchor = Truth(48.8566, 2.3522, 0.0, 0.0)
         self._anchored_at = clock()
         self._route: _Route | None = None
+        self._source: Callable[[], Truth] | None = None
         self._alt_m = 35.0
         self._fixed = True
         self._used, self._seen = 8, 11
@@ -147,7 +148,7 @@ class GpsSimulator:
         with self._lock:
             current = self._truth(self._clock())
             self._anchor = Truth(lat, lon, current.speed_mps, current.track_deg)
-            self._anchored_at, self._route = self._clock(), None
+            self._anchored_at, self._route, self._source = self._clock(), None, None
             self._alt_m = self._alt_m if alt_m is None else alt_m
         self.history.record("set_position", lat=lat, lon=lon, alt_m=alt_m)
 
@@ -158,7 +159,7 @@ class GpsSimulator:
             now = self._clock()
             current = self._truth(now)
             self._anchor = Truth(current.lat_deg, current.lon_deg, speed_mps, track_deg % 360.0)
-            self._anchored_at, self._route = now, None
+            self._anchored_at, self._route, self._source = now, None, None
         self.history.record("set_motion", speed_mps=speed_mps, track_deg=track_deg)
 
     def follow_route(self, points: Sequence[tuple[float, float]], speed_mps: float) -> None:
@@ -167,8 +168,17 @@ class GpsSimulator:
             raise ValueError("a route needs two points or more and a positive speed")
         points = [_checked_point(lat, lon) for lat, lon in points]
         with self._lock:
-            self._route = _Route(tuple(points), speed_mps, self._clock())
+            self._route, self._source = _Route(tuple(points), speed_mps, self._clock()), None
         self.history.record("follow_route", points=list(points), speed_mps=speed_mps)
+
+    def follow(self, source: Callable[[], Truth] | None) -> None:
+        """Take the truth from ``source`` from now on (a scripted day's itinerary); None: stay put."""
+        with self._lock:
+            if source is None and self._source is not None:
+                self._anchor, self._anchored_at = self._source(), self._clock()
+                self._anchor = Truth(self._anchor.lat_deg, self._anchor.lon_deg, 0.0, self._anchor.track_deg)
+            self._source, self._route = source, None
+        self.history.record("follow", on=source is not None)
 
     def lose_fix(self) -> None:
         """Sky blocked (tunnel, garage): sentences keep coming, saying "no fix"."""
@@ -238,6 +248,8 @@ class GpsSimulator:
     # --- model (callers hold the lock) ---
 
     def _truth(self, now: float) -> Truth:
+        if self._source is not None:
+            return self._source()
         if self._route is not None:
             return self._route.at(now)
         a = self._anchor

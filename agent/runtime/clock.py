@@ -46,13 +46,22 @@ class SystemClock:
 class ScaledClock:
     """Simulated time running ``speedup`` times faster than real time from ``start_wall``."""
 
-    def __init__(self, start_wall: float, speedup: float, start_mono: float = 1000.0) -> None:
+    def __init__(
+        self, start_wall: float, speedup: float, start_mono: float = 1000.0, origin_real: float | None = None
+    ) -> None:
         if speedup <= 0:
             raise ValueError(f"speedup must be positive, got {speedup}")
         self.speedup = speedup
         self.start_wall = start_wall
         self.start_mono = start_mono
-        self._real0 = time.monotonic()
+        # CLOCK_MONOTONIC is shared by every process of the machine: two processes given the same
+        # origin read the same simulated time.
+        self.origin_real = time.monotonic() if origin_real is None else origin_real
+        self._real0 = self.origin_real
+
+    def restart(self, origin_real: float) -> None:
+        """Simulated time is ``start_wall`` again at ``origin_real`` (a CLOCK_MONOTONIC reading)."""
+        self.origin_real = self._real0 = origin_real
 
     def elapsed(self) -> float:
         """Simulated seconds since the clock started."""

@@ -104,7 +104,8 @@ class Service:
             vehicle_id=self.config.agent.vehicle_id,
             boot_id=self.boot_id,
             cap_bytes=int(self.config.agent.outbox_cap_mb * 1_000_000),
-            clock=self.clock.monotonic,
+            # Resends and backlog ages are about the network: real seconds, whatever the agent's clock.
+            clock=time.monotonic,
         )
         try:
             return self._run_with_outbox(data_dir)
