@@ -13,9 +13,18 @@ STAMP  := $(VENV)/.installed
 SYSTEM_PROGRAMS := /usr/sbin/mosquitto:mosquitto /usr/sbin/gpsd:gpsd /usr/bin/gpspipe:gpsd-clients \
                    /usr/sbin/ippeveprinter:cups-ipp-utils /usr/bin/dbus-daemon:dbus-daemon
 
-.PHONY: demo test lint typecheck unit system-deps venv clean install
+.PHONY: demo demo-devices test lint typecheck unit system-deps venv clean install
+
+# A whole service day of the Terres des Confluences bus (10 h: La Poste Saint-Aignan, then
+# Fajolles with poor 4G, a broker outage and a printer out of paper), 450 times real time.
+DEMO_DAY ?= simulators/scenarios/tdc-s13-lundi.toml
+DEMO_OUT ?= out/demo
 
 demo: system-deps venv
+	$(BIN)/busagent-sim day $(DEMO_DAY) --speedup 450 --out $(DEMO_OUT)
+
+# A tour of the device simulators: read every device, break them one by one, read again.
+demo-devices: system-deps venv
 	$(BIN)/python -m simulators.demo
 
 test: system-deps venv lint typecheck unit
