@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 SYSTEM_PROGRAMS := /usr/sbin/mosquitto:mosquitto /usr/sbin/gpsd:gpsd /usr/bin/gpspipe:gpsd-clients \
                    /usr/sbin/ippeveprinter:cups-ipp-utils /usr/bin/dbus-daemon:dbus-daemon
 
-.PHONY: demo demo-devices test lint typecheck unit system-deps venv clean install
+.PHONY: demo demo-devices soak test lint typecheck unit system-deps venv clean install
 
 # A whole service day of the Terres des Confluences bus (10 h: La Poste Saint-Aignan, then
 # Fajolles with poor 4G, a broker outage and a printer out of paper), 450 times real time.
@@ -31,6 +31,11 @@ test: system-deps venv lint typecheck unit
 
 unit: system-deps venv
 	$(BIN)/pytest
+
+# The long reliability runs (kill loops, 24 h outage, 100k fuzz inputs each); prints FIGURES lines.
+soak: system-deps venv
+	set -o pipefail; BUSAGENT_SOAK=1 $(BIN)/pytest tests/reliability -s -p no:cacheprovider -o timeout=7200 | tee soak.log
+	@grep '^FIGURES' soak.log || true
 
 lint: venv
 	$(BIN)/ruff check .
