@@ -78,7 +78,7 @@ def run_day(
         world = DayWorld(itinerary, bus, backend.network, relay, clock)
         agent = stack.enter_context(_agent(config, clock, work / "agent.log"))
         world.apply(clock.wall())
-        _drive(itinerary, world, clock, config, progress)
+        memory = _drive(world, config, progress, agent.pid)
         _drain(config, progress)
         _stop_agent(agent)
         assert backend.collector is not None and backend.store is not None
@@ -86,7 +86,12 @@ def run_day(
         visits = [p for _, p in backend.store.payloads(scenario.vehicle.id, "stops/visit")]
         rows = [vars(row) for row in backend.store.stream_rows()]
         files = _planner_outputs(backend, out_dir)
-        run = {"speedup": speedup, "wall_s": round(time.monotonic() - started, 1), "files": files}
+        run = {
+            "speedup": speedup,
+            "wall_s": round(time.monotonic() - started, 1),
+            "files": files,
+            "agent_memory": memory,
+        }
         outbox = _reconcile(work / "bus" / "data" / "outbox.sqlite", backend.db_path, scenario.vehicle.id)
         summary = build_summary(itinerary, visits, rows, outbox, run=run)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
@@ -136,18 +141,50 @@ def _agent(config: Path, clock: ScaledClock, log_path: Path) -> Iterator[subproc
         terminate(proc, timeout_s=30)
 
 
-def _drive(
-    itinerary: Itinerary, world: DayWorld, clock: ScaledClock, config: Path, progress: Progress
-) -> None:
-    """Apply the itinerary as simulated time runs, until the day's end; progress every few seconds."""
-    next_report = 0.0
+def _drive(world: DayWorld, config: Path, progress: Progress, agent_pid: int) -> dict[str, float]:
+    """Apply the itinerary as simulated time runs, until the day's end; progress every few seconds.
+
+    Returns the agent's resident memory (MB): peak, and at the first and last hour of the day."""
+    itinerary, clock = world.itinerary, world.clock
+    next_report = next_sample = 0.0
+    rss: list[tuple[float, float]] = []  # (hours into the day, MB)
     while (now := clock.wall()) < itinerary.end:
         world.apply(now)
+        if time.monotonic() >= next_sample:
+            mb = _rss_mb(agent_pid)
+            if mb is not None:
+                rss.append(((now - itinerary.start) / 3600, mb))
+            next_sample = time.monotonic() + 0.5
         if time.monotonic() >= next_report:
             progress(_progress_line(itinerary, now, config))
             next_report = time.monotonic() + 3.0
         time.sleep(0.01)
     world.apply(itinerary.end)
+    return _memory_figures(rss)
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _memory_figures(samples: list[tuple[float, float]]) -> dict[str, float]:
+    """Peak RSS, and the median RSS over the day's first full hour and over its last hour."""
+    if not samples:
+        return {}
+    last_hour = max(hour for hour, _ in samples) - 1
+    first = sorted(mb for hour, mb in samples if 1 <= hour < 2) or [samples[0][1]]
+    last = sorted(mb for hour, mb in samples if hour >= last_hour) or [samples[-1][1]]
+    return {
+        "peak_mb": round(max(mb for _, mb in samples), 1),
+        "hour_1_mb": round(first[len(first) // 2], 1),
+        "last_hour_mb": round(last[len(last) // 2], 1),
+    }
 
 
 def _progress_line(itinerary: Itinerary, now: float, config: Path) -> str:
