@@ -13,11 +13,14 @@ import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from agent.core.geo import haversine_m
 from simulators.itinerary import ExpectedStop, Itinerary
 from simulators.scenario import ScenarioStop
 
 RTT_TOLERANCE_MS = 20.0
 RATE_TOLERANCE = 0.25
+#: A visit this close to the depot is the bus waiting at its base, not a stop of the day.
+DEPOT_RADIUS_M = 200.0
 
 
 def build_summary(
@@ -36,14 +39,17 @@ def build_summary(
         _stop_report(expected, scenario.stops[expected.index], visits, offset)
         for expected in itinerary.expected_stops
     ]
+    others = [v for v in visits if v.get("site_name") not in expected_names]
+    # Standing at the depot before leaving or after coming back is a stop too, and a true one.
+    at_depot = [v for v in others if _near(v, scenario.vehicle.depot_lat, scenario.vehicle.depot_lon)]
     unexpected = [
         {
             "site_id": v.get("site_id"),
             "site_name": v.get("site_name"),
             "arrival": _local(v, "arrival", offset),
         }
-        for v in visits
-        if v.get("site_name") not in expected_names
+        for v in others
+        if v not in at_depot
     ]
     streams = [dict(row) for row in stream_rows]
     received = sum(int(row.get("received", 0)) for row in streams)
@@ -59,6 +65,7 @@ def build_summary(
         "problems": problems,
         "stops": stops,
         "unexpected_stops": unexpected,
+        "depot_stops": [_local(v, "arrival", offset) for v in at_depot],
         "red_lights": len(itinerary.halts),
         "probe_runs": sum(stop["probes"]["runs"] for stop in stops),
         "records": {
@@ -155,11 +162,19 @@ def summary_table(summary: Mapping[str, Any]) -> str:
         f"records: {records['created']} made, {records['received']} at the collector, "
         f"{records['queued_on_bus']} still queued on the bus, {records['lost']} lost; "
         f"probe runs {summary['probe_runs']}; "
-        f"red lights {summary['red_lights']}, unexpected stops {len(summary['unexpected_stops'])}"
+        f"red lights {summary['red_lights']}, unexpected stops {len(summary['unexpected_stops'])}, "
+        f"waits at the depot {len(summary['depot_stops'])}"
     )
     lines.append("RESULT: the day matches the scenario" if summary["ok"] else "RESULT: MISMATCH")
     lines += [f"  - {problem}" for problem in summary["problems"]]
     return "\n".join(lines)
+
+
+def _near(visit: Mapping[str, Any], lat: float, lon: float) -> bool:
+    here_lat, here_lon = visit.get("lat"), visit.get("lon")
+    if not isinstance(here_lat, float | int) or not isinstance(here_lon, float | int):
+        return False
+    return haversine_m(float(here_lat), float(here_lon), lat, lon) <= DEPOT_RADIUS_M
 
 
 def _keyword(reason: str) -> str:

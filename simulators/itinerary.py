@@ -4,7 +4,8 @@ Built from a validated :class:`~simulators.scenario.Scenario`, pure (no clock, n
 question takes ``t``, absolute epoch seconds. The bus leaves the depot at the start, drives a
 straight line at the scenario's speed to each stop (halting at a red light halfway along any
 leg over 1 km), arrives as early as it can and stays parked until the stop's ``depart``; after
-the last stop it drives back to the depot, and the day ends ``end_margin_s`` after it is there.
+the last stop it drives back to the depot, and the day ends ``end_margin_s`` after it is there
+(or after the last broker outage, if that ends later).
 Speed changes are instant. Before the start and after the return the bus stands at the depot.
 """
 
@@ -102,7 +103,10 @@ class Itinerary:
         vehicle = scenario.vehicle
         self.start = vehicle.start
         self.legs = _legs(scenario)
-        self.end = self.legs[-1].end + vehicle.end_margin_s
+        # The day lasts until the bus is back at the depot and any broker outage is over, so that
+        # everything recorded can still be delivered before it ends.
+        last_outage = max((outage.end for outage in scenario.outages), default=self.legs[-1].end)
+        self.end = max(self.legs[-1].end, last_outage) + vehicle.end_margin_s
         self.expected_stops = tuple(
             ExpectedStop(i, s.name, s.lat, s.lon, leg.end, s.depart, s.arrive, s.shore_power)
             for i, (s, leg) in enumerate(zip(scenario.stops, self.legs, strict=False))

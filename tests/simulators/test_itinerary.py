@@ -212,3 +212,31 @@ def test_every_tdc_day_is_a_working_day_that_arrives_on_time(path: Path) -> None
 def test_the_benchmark_day_lasts_about_ten_hours() -> None:
     day = Itinerary(load_scenario(SCENARIOS / "tdc-s13-lundi.toml"))
     assert day.end - day.start == pytest.approx(10 * 3600, abs=15 * 60)
+
+
+def test_the_day_lasts_until_an_outage_after_the_return_is_over() -> None:
+    from simulators.scenario import parse_scenario
+
+    text = """
+[vehicle]
+id = "bus-1"
+start = "2026-03-02T07:45:00+01:00"
+depot = { lat = 44.0395, lon = 1.1069 }
+speed_kmh = 50
+
+[[stops]]
+name = "La Poste"
+lat = 44.05
+lon = 1.12
+arrive = "09:00"
+depart = "12:30"
+
+[[outages]]
+from = "12:40"
+to = "13:30"
+"""
+    itinerary = Itinerary(parse_scenario(text, "day.toml", Path(".")))
+    back_at_depot = itinerary.legs[-1].end
+    outage = itinerary.scenario.outages[0]
+    assert back_at_depot < outage.end
+    assert itinerary.end == outage.end + itinerary.scenario.vehicle.end_margin_s
