@@ -189,7 +189,13 @@ def _memory_figures(samples: list[tuple[float, float]]) -> dict[str, float]:
 
 def _progress_line(itinerary: Itinerary, now: float, config: Path) -> str:
     stop = itinerary.stop_at(now)
-    where = f"at {stop.name}" if stop is not None else "driving"
+    if stop is not None:
+        where = f"at {stop.name}"
+    elif itinerary.position(now).speed_mps > 0:
+        where = "driving"
+    else:
+        red = any(start <= now < end for start, end in itinerary.halts)
+        where = "at a red light" if red else "at the depot"
     if itinerary.outage_at(now) is not None:
         where += " (broker unreachable)"
     status = _agent_status(config)
