@@ -11,7 +11,8 @@ STAMP  := $(VENV)/.installed
 
 # program -> Debian package that provides it
 SYSTEM_PROGRAMS := /usr/sbin/mosquitto:mosquitto /usr/sbin/gpsd:gpsd /usr/bin/gpspipe:gpsd-clients \
-                   /usr/sbin/ippeveprinter:cups-ipp-utils /usr/bin/dbus-daemon:dbus-daemon
+                   /usr/sbin/ippeveprinter:cups-ipp-utils /usr/bin/dbus-daemon:dbus-daemon \
+                   /usr/bin/chromium:chromium /usr/share/javascript/leaflet/leaflet.js:libjs-leaflet
 
 .PHONY: demo demo-devices soak test lint typecheck unit system-deps venv clean install
 
@@ -56,7 +57,7 @@ system-deps:
 	@missing=""; \
 	for entry in $(SYSTEM_PROGRAMS); do \
 	  prog=$${entry%%:*}; pkg=$${entry##*:}; \
-	  [ -x "$$prog" ] || missing="$$missing $$pkg"; \
+	  [ -e "$$prog" ] || missing="$$missing $$pkg"; \
 	done; \
 	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
 	if [ -n "$${missing// /}" ]; then \
