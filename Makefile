@@ -12,7 +12,8 @@ STAMP  := $(VENV)/.installed
 # program -> Debian package that provides it
 SYSTEM_PROGRAMS := /usr/sbin/mosquitto:mosquitto /usr/sbin/gpsd:gpsd /usr/bin/gpspipe:gpsd-clients \
                    /usr/sbin/ippeveprinter:cups-ipp-utils /usr/bin/dbus-daemon:dbus-daemon \
-                   /usr/bin/chromium:chromium /usr/share/javascript/leaflet/leaflet.js:libjs-leaflet
+                   /usr/bin/chromium:chromium /usr/share/javascript/leaflet/leaflet.js:libjs-leaflet \
+                   /usr/bin/pg_ctlcluster:postgresql
 
 .PHONY: demo demo-devices soak test lint typecheck unit system-deps venv clean install
 

@@ -1,4 +1,4 @@
-"""busagent-collector: ``run`` (subscribe and store), ``stats`` (is anything missing?), ``map`` (later)."""
+"""busagent-collector: ``run`` (subscribe and store), ``stats`` (anything missing?), ``map`` (stop maps)."""
 
 from __future__ import annotations
 
@@ -10,31 +10,31 @@ import sqlite3
 import sys
 import threading
 import time
-import urllib.parse
+from collections import Counter
 from pathlib import Path
 from types import FrameType
 
+from agent.core.catalog import CatalogError, Site, parse_catalog
 from agent.logs import setup_logging
 from agent.mqtt.connection import BrokerUrl, LinkError, LinkSettings
+from collector import maps
+from collector.aggregate import WORST_FIRST
+from collector.db import open_store, sqlite_path
 from collector.ingest import Collector
-from collector.store import Store
+from collector.store_api import CollectorStore, StoreError
 from collector.validate import DEFAULT_DIR, Schemas
+
+DB_HELP = "SQLite file path (or sqlite:///path), or postgresql://user@host/database (docs/collector.md)"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "map":
-        print("busagent-collector map: not implemented yet", file=sys.stderr)
-        return 2
-    try:
-        db = _db_path(args.db)
-    except ValueError as exc:
-        print(f"busagent-collector: {exc}", file=sys.stderr)
-        return 2
     if args.command == "stats":
-        return _stats(db, as_json=args.json)
-    return _run(args, db)
+        return _stats(args.db, as_json=args.json)
+    if args.command == "map":
+        return _map(args, args.db)
+    return _run(args, args.db)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="subscribe to busagent/+/# and store")
     run.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
-    run.add_argument("--db", required=True, help="SQLite file path (or sqlite:///path)")
+    run.add_argument("--db", required=True, help=DB_HELP)
     run.add_argument("--group", help="MQTT 5 shared-subscription group, to share a fleet between collectors")
     run.add_argument("--client-id", default=None)
     run.add_argument("--ca", type=Path, help="CA certificate that signed the broker's certificate")
@@ -53,25 +53,41 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--schemas", type=Path, default=DEFAULT_DIR)
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     stats = sub.add_parser("stats", help="per vehicle and stream: received, missing, duplicates, dropped")
-    stats.add_argument("--db", required=True)
+    stats.add_argument("--db", required=True, help=DB_HELP)
     stats.add_argument("--json", action="store_true")
-    map_ = sub.add_parser("map", help="per-stop maps (not implemented yet)")
-    map_.add_argument("--db")
-    map_.add_argument("--out")
+    map_ = sub.add_parser("map", help="per-stop maps: stops.html, stops.geojson, stops.csv (docs/maps.md)")
+    map_.add_argument("--db", required=True, help=DB_HELP)
+    map_.add_argument("--out", required=True, type=Path, help="directory to write the three files into")
+    map_.add_argument("--since", help="only records from this date (2026-03-01, local time) or ISO date-time")
+    map_.add_argument("--operator", help="only figures measured on this operator, MCC-MNC (208-01 or 20801)")
+    map_.add_argument(
+        "--catalog", type=Path, help="stop catalog (TOML or GeoJSON): show unvisited planned sites"
+    )
     return parser
 
 
-def _db_path(db: str) -> Path:
-    parts = urllib.parse.urlsplit(db)
-    if parts.scheme in ("", "file"):
-        return Path(parts.path if parts.scheme else db)
-    if parts.scheme == "sqlite":
-        return Path(parts.path)
-    raise ValueError(f"--db {db!r}: only SQLite is supported yet (a path or sqlite:///path)")
+def _open(db: str, *, must_exist: bool) -> CollectorStore | None:
+    """The store ``--db`` names, or None once a one-line error is printed (the caller exits 2)."""
+    try:
+        path = sqlite_path(db)
+        if must_exist and path is not None and not path.exists():
+            print(f"busagent-collector: no database at {path}", file=sys.stderr)
+            return None
+        return open_store(db)
+    except ValueError as exc:  # a URL that names no store
+        print(f"busagent-collector: --db {exc}", file=sys.stderr)
+    except sqlite3.Error as exc:
+        _not_a_database(db, exc)
+    except StoreError as exc:  # PostgreSQL unreachable, refused, or a schema newer than this code
+        print(f"busagent-collector: {exc}", file=sys.stderr)
+    return None
 
 
-def _run(args: argparse.Namespace, db: Path) -> int:
+def _run(args: argparse.Namespace, db: str) -> int:
     setup_logging(args.log_level)
+    store = _open(db, must_exist=False)
+    if store is None:
+        return 2
     try:
         link = LinkSettings(
             url=BrokerUrl.parse(args.broker),
@@ -83,11 +99,10 @@ def _run(args: argparse.Namespace, db: Path) -> int:
             protocol="5",
         )
         collector = Collector(
-            link, Store(db), schemas=Schemas(args.schemas), group=args.group, ack_interval_s=args.ack_interval
+            link, store, schemas=Schemas(args.schemas), group=args.group, ack_interval_s=args.ack_interval
         )
-    except sqlite3.Error as exc:
-        return _not_a_database(db, exc)
     except (LinkError, RuntimeError, OSError) as exc:
+        store.close()
         print(f"busagent-collector: {exc}", file=sys.stderr)
         return 2
     stopping = threading.Event()
@@ -105,24 +120,25 @@ def _run(args: argparse.Namespace, db: Path) -> int:
     return 0
 
 
-def _not_a_database(db: Path, exc: sqlite3.Error) -> int:
+def _not_a_database(db: str, exc: sqlite3.Error) -> int:
     """A corrupt file or something else than SQLite at --db: one line, not a traceback."""
     print(f"{db}: not a collector database ({exc})", file=sys.stderr)
     return 2
 
 
-def _stats(db: Path, *, as_json: bool) -> int:
-    if not db.exists():
-        print(f"busagent-collector: no database at {db}", file=sys.stderr)
+def _stats(db: str, *, as_json: bool) -> int:
+    store = _open(db, must_exist=True)
+    if store is None:
         return 2
     try:
-        store = Store(db)
-        try:
-            rows, rejects = store.stream_rows(), store.rejects()
-        finally:
-            store.close()
+        rows, rejects = store.stream_rows(), store.rejects()
     except sqlite3.Error as exc:
         return _not_a_database(db, exc)
+    except StoreError as exc:
+        print(f"busagent-collector: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
     if as_json:
         doc = {"streams": [dataclasses.asdict(row) for row in rows], "rejected": rejects}
         print(json.dumps(doc, indent=2, sort_keys=True))
@@ -142,3 +158,48 @@ def _stats(db: Path, *, as_json: bool) -> int:
     for reason, count in sorted(rejects.items()):
         print(f"rejected {reason}: {count}")
     return 0
+
+
+def _map(args: argparse.Namespace, db: str) -> int:
+    """``map``: the planners' files; bad option values and a missing database are one-line errors."""
+    try:
+        since = maps.parse_since(args.since) if args.since is not None else None
+        operator = maps.parse_operator(args.operator) if args.operator is not None else None
+        sites = _catalog_sites(args.catalog) if args.catalog is not None else ()
+    except ValueError as exc:
+        print(f"busagent-collector: {exc}", file=sys.stderr)
+        return 2
+    store = _open(db, must_exist=True)
+    if store is None:
+        return 2
+    try:
+        summary = maps.write_maps(store, args.out, since=since, operator=operator, catalog=sites)
+    except sqlite3.Error as exc:
+        return _not_a_database(db, exc)
+    except StoreError as exc:
+        print(f"busagent-collector: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"busagent-collector: cannot write the maps into {args.out}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    grades = Counter(summary.grades.values())
+    counted = ", ".join(f"{grade} {grades[grade]}" for grade in WORST_FIRST if grades[grade])
+    print(f"{summary.sites} sites ({counted or 'none'}) written to {args.out}:")
+    for path in summary.files:
+        print(f"  {path}")
+    if summary.unplaced or summary.unreadable:
+        print(f"left out: visits without a place {summary.unplaced}, unreadable records {summary.unreadable}")
+    return 0
+
+
+def _catalog_sites(path: Path) -> tuple[Site, ...]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--catalog {path}: cannot read it ({exc})") from None
+    try:
+        return parse_catalog(text, str(path)).sites
+    except CatalogError as exc:
+        raise ValueError("\n".join(exc.errors)) from None

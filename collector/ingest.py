@@ -20,7 +20,7 @@ import structlog
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.mqtt import connection, topics, wire
-from collector.store import Store
+from collector.store_api import CollectorStore, StoreError
 from collector.validate import Schemas
 
 log = structlog.get_logger(__name__)
@@ -43,7 +43,9 @@ class Rejected(Exception):
 class Ingest:
     """Turns (topic, payload) into stored records and pending acks; no network of its own."""
 
-    def __init__(self, store: Store, schemas: Schemas, *, wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: CollectorStore, schemas: Schemas, *, wall: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
         self.schemas = schemas
         self._wall = wall
@@ -55,7 +57,7 @@ class Ingest:
         now = self._wall()
         try:
             return self._handle(topic, payload, now)
-        except (OverflowError, sqlite3.Error) as exc:
+        except (OverflowError, sqlite3.Error, StoreError) as exc:
             # Whatever slipped past the checks must not escape into paho's thread: count it.
             return self._reject(Rejected("store-error", f"{type(exc).__name__}: {exc}"), topic, now)
         except Rejected as exc:
@@ -137,7 +139,7 @@ class Collector:
     def __init__(
         self,
         link: connection.LinkSettings,
-        store: Store,
+        store: CollectorStore,
         *,
         schemas: Schemas | None = None,
         group: str | None = None,

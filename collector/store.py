@@ -14,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import heapq
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -32,6 +33,10 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (vehicle, epoch, stream, seq)
 );
 CREATE INDEX IF NOT EXISTS messages_msg_id ON messages (msg_id);
+-- Probe runs labelled by `agentctl test --label` (site surveys), for the maps: a few among millions.
+-- Payloads are compact JSON (_columns), so a top-level string "label" reads exactly '"label":"'.
+CREATE INDEX IF NOT EXISTS messages_labelled ON messages (vehicle, epoch, stream, seq)
+    WHERE instr(payload, '"label":"') > 0;
 CREATE TABLE IF NOT EXISTS streams (
     vehicle TEXT NOT NULL, epoch TEXT NOT NULL, stream TEXT NOT NULL,
     contiguous INTEGER NOT NULL DEFAULT 0, max_seq INTEGER NOT NULL DEFAULT 0,
@@ -56,8 +61,6 @@ CREATE TABLE IF NOT EXISTS rejects (
 P = ParamSpec("P")
 T = TypeVar("T")
 
-#: Received seqs read per query while walking a run of contiguous seqs.
-RUN_CHUNK = 2000
 #: An ack lists at most this many holes per stream, found among at most HOLE_SCAN received seqs.
 MAX_HOLES = 32
 HOLE_SCAN = 20_000
@@ -153,14 +156,15 @@ class Store:
         self, vehicle: str, epoch: str, stream: str, ranges: Sequence[Sequence[int]], now: float
     ) -> None:
         """Seq ranges the agent's outbox dropped: counted as dropped, not missing; not waited for."""
+        spans = [(first, last) for first, last in ranges if first <= last]
         with self._tx() as conn:
             self._stream_row(conn, vehicle, epoch, stream)
             conn.executemany(
                 "INSERT INTO dropped (vehicle, epoch, stream, first_seq, last_seq) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
-                [(vehicle, epoch, stream, first, last) for first, last in ranges if first <= last],
+                [(vehicle, epoch, stream, first, last) for first, last in spans],
             )
-            self._advance(conn, vehicle, epoch, stream)
+            self._advance(conn, vehicle, epoch, stream, announced=spans)
             self._seen(conn, vehicle, epoch, now)
 
     def store_status(self, vehicle: str, doc: dict[str, Any], now: float) -> None:
@@ -195,36 +199,42 @@ class Store:
             (vehicle, epoch, now),
         )
 
-    def _advance(self, conn: sqlite3.Connection, vehicle: str, epoch: str, stream: str) -> None:
-        """Move ``contiguous`` over every received seq and announced dropped range that follows it."""
+    def _advance(
+        self,
+        conn: sqlite3.Connection,
+        vehicle: str,
+        epoch: str,
+        stream: str,
+        announced: Sequence[tuple[int, int]] = (),
+    ) -> None:
+        """Move ``contiguous`` over every received seq and dropped range that follows it.
+
+        Once an advance is done, no dropped range holds ``contiguous + 1`` (the walk would have gone
+        on), so every range beginning at or before it also ends at or before ``contiguous``. A range
+        reaching over the ack from below can then only be one ``announced`` in this transaction;
+        the others are found from the ack up through the index, not by reading every range the
+        stream ever dropped.
+        """
         key = (vehicle, epoch, stream)
-        (contiguous,) = conn.execute(
+        (start,) = conn.execute(
             "SELECT contiguous FROM streams WHERE vehicle = ? AND epoch = ? AND stream = ?", key
         ).fetchone()
-        start = contiguous
-        ranges = conn.execute(
+        # Both cursors are read lazily, only as far as the contiguous run goes: after a long thinned
+        # outage there are thousands of dropped ranges, and each batch moves over a few of them.
+        seqs = conn.execute(
+            "SELECT seq FROM messages WHERE vehicle = ? AND epoch = ? AND stream = ? AND seq > ?"
+            " ORDER BY seq",
+            (*key, start),
+        )
+        above = conn.execute(
             "SELECT first_seq, last_seq FROM dropped WHERE vehicle = ? AND epoch = ? AND stream = ?"
-            " AND last_seq > ? ORDER BY first_seq",
-            (*key, contiguous),
-        ).fetchall()
-        while True:
-            covering = [last for first, last in ranges if first <= contiguous + 1 <= last]
-            if covering:
-                contiguous = max(covering)
-                continue
-            seqs = conn.execute(
-                "SELECT seq FROM messages WHERE vehicle = ? AND epoch = ? AND stream = ? AND seq > ?"
-                " ORDER BY seq LIMIT ?",
-                (*key, contiguous, RUN_CHUNK),
-            ).fetchall()
-            run_end = contiguous
-            for (seq,) in seqs:
-                if seq != run_end + 1:
-                    break
-                run_end = seq
-            if run_end == contiguous:
-                break
-            contiguous = run_end
+            " AND first_seq > ? ORDER BY first_seq",
+            (*key, start),
+        )
+        over = sorted((first, last) for first, last in announced if first <= start < last)
+        contiguous = contiguous_end(start, (seq for (seq,) in seqs), heapq.merge(over, above))
+        seqs.close()
+        above.close()
         if contiguous != start:
             conn.execute(
                 "UPDATE streams SET contiguous = ? WHERE vehicle = ? AND epoch = ? AND stream = ?",
@@ -315,6 +325,135 @@ class Store:
                 (vehicle, stream),
             )
         ]
+
+    # -- reading for the maps (collector/maps.py). A store for another database offers the same three
+    # methods: stream_payloads, payloads_near and PayloadRow; nothing else of the store is read.
+
+    def stream_payloads(
+        self, stream: str, *, since: float | None = None, with_text: str | None = None, chunk: int = 2000
+    ) -> Iterator[PayloadRow]:
+        """Every stored payload of ``stream`` across all vehicles, in (vehicle, epoch, seq) order.
+
+        ``since``: only records whose wall time (Unix seconds) is at least this. ``with_text``: only
+        payloads whose top-level key of that name holds a non-empty string; ``"label"`` (probe runs
+        of ``agentctl test --label``, a few among millions) is found through the partial index
+        ``messages_labelled`` without reading the others, any other key by scanning the stream.
+        Rows are read ``chunk`` at a time, each chunk under the lock, so a collector storing at the
+        same time is held up for one chunk at most, and memory stays flat.
+        """
+        if with_text is not None and not (with_text.isascii() and with_text.isidentifier()):
+            raise ValueError(f"with_text {with_text!r}: expected a plain key name")
+        low = float("-inf") if since is None else since
+        extra: tuple[str, ...] = ()
+        if with_text is None:
+            query = _CHUNK
+        elif with_text == "label":
+            query = _LABELLED_CHUNK
+        else:  # compact JSON (_columns): a top-level string value starts with exactly this text
+            query, extra = _TEXT_CHUNK, (f'"{with_text}":"',)
+        with self._lock:
+            keys = self._conn.execute(
+                "SELECT vehicle, epoch FROM streams WHERE stream = ? ORDER BY vehicle, epoch", (stream,)
+            ).fetchall()
+        for vehicle, epoch in keys:
+            after = 0
+            while True:
+                with self._lock:
+                    rows = self._conn.execute(
+                        query, (vehicle, epoch, stream, after, low, *extra, chunk)
+                    ).fetchall()
+                for _seq, boot_id, mono, wall, text in rows:
+                    payload = json.loads(text)
+                    if with_text is not None:  # the text matched; a nested key of that name does not count
+                        value = payload.get(with_text)
+                        if not isinstance(value, str) or not value.strip():
+                            continue
+                    yield PayloadRow(vehicle, boot_id, mono, wall, payload)
+                if len(rows) < chunk:
+                    break
+                after = rows[-1][0]
+
+    @_locked
+    def payloads_near(
+        self, vehicle: str, stream: str, boot_id: str, mono: float, *, within_s: float, limit: int = 20
+    ) -> list[PayloadRow]:
+        """Up to ``limit`` payloads of one vehicle's ``stream`` made in boot ``boot_id`` within
+        ``within_s`` seconds of monotonic time ``mono``, nearest first (e.g. the GPS fix at a probe run).
+
+        Found through the msg_id index (``vehicle/boot_id/stream/seq``): one boot's records only.
+        """
+        prefix = f"{vehicle}/{boot_id}/{stream}/"
+        rows = self._conn.execute(
+            "SELECT boot_id, mono, wall, payload FROM messages INDEXED BY messages_msg_id"
+            " WHERE msg_id >= ? AND msg_id < ? AND vehicle = ? AND stream = ? AND boot_id = ?"
+            " AND mono BETWEEN ? AND ? ORDER BY abs(mono - ?) LIMIT ?",
+            # "0" follows "/" in every collation: the range holds exactly the ids under the prefix.
+            (
+                prefix,
+                prefix[:-1] + "0",
+                vehicle,
+                stream,
+                boot_id,
+                mono - within_s,
+                mono + within_s,
+                mono,
+                limit,
+            ),
+        ).fetchall()
+        return [PayloadRow(vehicle, boot, at, wall, json.loads(text)) for boot, at, wall, text in rows]
+
+
+_CHUNK = (
+    "SELECT seq, boot_id, mono, wall, payload FROM messages"
+    " WHERE vehicle = ? AND epoch = ? AND stream = ? AND seq > ? AND wall >= ? ORDER BY seq LIMIT ?"
+)
+_TEXT_CHUNK = (
+    "SELECT seq, boot_id, mono, wall, payload FROM messages"
+    " WHERE vehicle = ? AND epoch = ? AND stream = ? AND seq > ? AND wall >= ?"
+    " AND instr(payload, ?) > 0 ORDER BY seq LIMIT ?"
+)
+# The WHERE term must be the index's own, word for word, for SQLite to use a partial index.
+_LABELLED_CHUNK = (
+    "SELECT seq, boot_id, mono, wall, payload FROM messages INDEXED BY messages_labelled"
+    " WHERE vehicle = ? AND epoch = ? AND stream = ? AND seq > ? AND wall >= ?"
+    """ AND instr(payload, '"label":"') > 0 ORDER BY seq LIMIT ?"""
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PayloadRow:
+    """One stored record's payload with the record's own vehicle, boot, monotonic and wall time."""
+
+    vehicle: str
+    boot_id: str
+    mono: float
+    wall: float
+    payload: dict[str, Any]
+
+
+def contiguous_end(start: int, seqs: Iterable[int], dropped: Iterable[Sequence[int]]) -> int:
+    """The highest N >= ``start`` such that every seq in start+1..N is in ``seqs`` or in a range of
+    ``dropped`` (inclusive ``(first, last)`` pairs, which may overlap or touch).
+
+    ``seqs`` ascend without repeats and ``dropped`` ascends by first seq: one merge of the two,
+    constant work per seq or range taken, and neither is read past the first seq that is missing.
+    """
+    seq_iter, range_iter = iter(seqs), iter(dropped)
+    upcoming = next(range_iter, None)
+    upto = reach = start  # reach: the furthest end of the ranges that begin at or before upto + 1
+    while True:
+        while upcoming is not None and upcoming[0] <= upto + 1:
+            reach = max(reach, upcoming[1])
+            upcoming = next(range_iter, None)
+        if reach > upto:
+            upto = reach  # those ranges cover upto + 1 onwards, up to reach
+            continue
+        seq = next(seq_iter, None)
+        while seq is not None and seq <= upto:  # received although announced dropped: passed already
+            seq = next(seq_iter, None)
+        if seq != upto + 1:
+            return upto
+        upto = seq
 
 
 def _columns(record: Received) -> tuple[Any, ...]:

@@ -167,7 +167,7 @@ def test_ingest_never_raises_on_arbitrary_bytes(
 SCHEMAS = Schemas()
 
 
-def test_stats_cli_prints_json_and_text_and_map_is_not_implemented_yet(
+def test_stats_cli_prints_json_and_text_and_map_needs_an_existing_database(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = Store(tmp_path / "c.db")
@@ -191,8 +191,9 @@ def test_stats_cli_prints_json_and_text_and_map_is_not_implemented_yet(
     assert main(["stats", "--db", f"sqlite://{tmp_path}/c.db"]) == 0
     assert "rejected not-json: 1" in capsys.readouterr().out
     assert main(["map", "--db", "x", "--out", "y"]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
-    assert main(["stats", "--db", "postgresql://h/db"]) == 2
+    assert "no database at x" in capsys.readouterr().err
+    assert main(["stats", "--db", "mysql://127.0.0.1/db"]) == 2  # a URL naming no store we have
+    assert "not a database URL" in capsys.readouterr().err
 
 
 def test_collectors_in_a_shared_subscription_group_each_get_a_share_and_store_each_record_once(
