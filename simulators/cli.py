@@ -73,7 +73,9 @@ def _do(args: argparse.Namespace) -> int:
 
 
 def _day(args: argparse.Namespace) -> int:
+    from simulators.broker import BrokerError
     from simulators.day import run_day
+    from simulators.gpsd import GpsdStartError
     from simulators.scenario import ScenarioError
 
     if args.speedup <= 0:
@@ -85,6 +87,13 @@ def _day(args: argparse.Namespace) -> int:
         for line in exc.errors:
             print(line, file=sys.stderr)
         return 2
+    except (BrokerError, GpsdStartError, OSError) as exc:
+        # A simulator that cannot start (a Debian package missing, a port taken, a full disk).
+        print(f"busagent-sim day: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("busagent-sim day: interrupted; the partial run is in " + args.out, file=sys.stderr)
+        return 130
     out = Path(args.out).resolve()
     print(f"summary: {out / 'summary.json'}")
     print(f"map: {out / 'stops.html'} (open it in a web browser: xdg-open {out / 'stops.html'})")
