@@ -12,10 +12,11 @@ STAMP  := $(VENV)/.installed
 # program -> Debian package that provides it
 SYSTEM_PROGRAMS := /usr/sbin/mosquitto:mosquitto /usr/sbin/gpsd:gpsd /usr/bin/gpspipe:gpsd-clients \
                    /usr/sbin/ippeveprinter:cups-ipp-utils /usr/bin/dbus-daemon:dbus-daemon \
+                   /usr/bin/mosquitto_pub:mosquitto-clients \
                    /usr/bin/chromium:chromium /usr/share/javascript/leaflet/leaflet.js:libjs-leaflet \
-                   /usr/bin/pg_ctlcluster:postgresql
+                   /usr/bin/pg_ctlcluster:postgresql /usr/bin/cc:gcc /usr/include/stdio.h:libc6-dev
 
-.PHONY: demo demo-devices soak test lint typecheck unit system-deps venv clean install
+.PHONY: demo demo-devices soak bench test lint typecheck unit system-deps venv clean install
 
 # A whole service day of the Terres des Confluences bus (10 h: La Poste Saint-Aignan, then
 # Fajolles with poor 4G, a broker outage and a printer out of paper), 450 times real time.
@@ -38,6 +39,14 @@ unit: system-deps venv
 soak: system-deps venv
 	set -o pipefail; BUSAGENT_SOAK=1 $(BIN)/pytest tests/reliability -s -p no:cacheprovider -o timeout=7200 | tee soak.log
 	@grep '^FIGURES' soak.log || true
+
+# The benchmarks of docs/performance.md, one after the other (each runs its baseline in the same run);
+# fails when any of them misses its goal.
+bench: system-deps venv
+	@failed=""; for script in bench/[!_]*.py; do \
+	  echo "== $$script"; $(BIN)/python $$script || failed="$$failed $$script"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "goals missed:$$failed"; exit 1; fi
 
 lint: venv
 	$(BIN)/ruff check .

@@ -45,8 +45,8 @@ def agent_config(
     """The simulators' config with fast polls; ``extra`` adds lines per section (created if absent)."""
     text = bus.config_text() + ("\n" + backend.config_text() if backend is not None else "")
     additions = {f"[{name}]": [f"poll_s = {poll}"] for name, poll in FAST_POLLS.items()}
-    for section, lines in (extra or {}).items():
-        additions.setdefault(f"[{section}]", []).append(lines)
+    for section, line in (extra or {}).items():
+        additions.setdefault(f"[{section}]", []).append(line)
     for header, lines in additions.items():
         if header in text:
             text = text.replace(header + "\n", header + "\n" + "\n".join(lines) + "\n", 1)
