@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Literal, NamedTuple, Self
 
 from simulators.base import Clock, History
+from simulators.netsvc.arrival import ANCILLARY_BYTES, arrival, stamp_arrivals
 from simulators.netsvc.link import Link
 
 Misbehaviour = Literal["none", "garbage", "truncated", "wrong-id", "servfail"]
@@ -97,6 +98,7 @@ class DnsServer:
         self._stopping.clear()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind(self._bind)
+        stamp_arrivals(self._sock)  # the round trip is counted from when a query arrived
         self._sock.settimeout(0.1)  # so the loop notices stop() promptly
         self._thread = threading.Thread(target=self._serve, name="netsvc-dns", daemon=True)
         self._thread.start()
@@ -142,14 +144,14 @@ class DnsServer:
         assert sock is not None
         while not self._stopping.is_set():
             try:
-                query, peer = sock.recvfrom(4096)
+                query, ancdata, _, peer = sock.recvmsg(4096, ANCILLARY_BYTES)
             except TimeoutError:
                 continue
             except OSError:
                 return
-            self._on_query(sock, query, peer)
+            self._on_query(sock, query, peer, arrival(ancdata))
 
-    def _on_query(self, sock: socket.socket, query: bytes, peer: tuple[str, int]) -> None:
+    def _on_query(self, sock: socket.socket, query: bytes, peer: tuple[str, int], arrived: float) -> None:
         question = parse_question(query)
         if question is None:
             self.history.record("unreadable", size=len(query))
@@ -160,10 +162,10 @@ class DnsServer:
         reply = self._reply(query, question)
         self.history.record("query", qname=question.name, qtype=question.qtype, reply_bytes=len(reply))
         # Each reply waits its round trip on its own thread, so one slow answer does not delay the next.
-        threading.Thread(target=self._send_later, args=(sock, reply, peer), daemon=True).start()
+        threading.Thread(target=self._send_later, args=(sock, reply, peer, arrived), daemon=True).start()
 
-    def _send_later(self, sock: socket.socket, reply: bytes, peer: tuple[str, int]) -> None:
-        if self.link.wait_rtt(self._stopping):
+    def _send_later(self, sock: socket.socket, reply: bytes, peer: tuple[str, int], arrived: float) -> None:
+        if self.link.wait_rtt(self._stopping, since=arrived):
             with contextlib.suppress(OSError):  # stopped meanwhile
                 sock.sendto(reply, peer)
 

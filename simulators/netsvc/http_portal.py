@@ -8,13 +8,12 @@ was done with it is recorded in :attr:`HttpPortal.history`.
 
 from __future__ import annotations
 
-import http.server
 import threading
 import time
 from urllib.parse import urlsplit
 
 from simulators.base import Clock
-from simulators.netsvc.link import Link, LinkedHttpService
+from simulators.netsvc.link import Link, LinkedHandler, LinkedHttpService
 
 _FILLER = b"<p>Prenez rendez-vous en ligne avec votre conseiller.</p>\n" * 64
 
@@ -76,14 +75,14 @@ class HttpPortal(LinkedHttpService):
         """Page bytes that went out to clients (headers not counted)."""
         return sum(e.detail["body_bytes"] for e in self.history.events if e.name == "answered")
 
-    def handle(self, handler: http.server.BaseHTTPRequestHandler, method: str) -> None:
+    def handle(self, handler: LinkedHandler, method: str) -> None:
         path = urlsplit(handler.path).path
         self.history.record("request", method=method, path=path)
         if self.link.drop():
             self.history.record("dropped", method=method, path=path)
             self.hold_until_client_leaves(handler, self._hold_s)
             return
-        if not self.link.wait_rtt(self.stopping):
+        if not self.link.wait_rtt(self.stopping, since=handler.arrived):
             return
         status, location, body = self._answer(path)
         handler.send_response(status)

@@ -2,9 +2,10 @@
 
 The kernel here has no netem, and a TCP handshake on loopback completes in no time, so the
 simulated servers shape the link themselves: they pace what they write (down) and read (up)
-through shared token buckets, wait the round trip before answering, and drop a seeded share of
-requests. Every service of one stop shares one :class:`Link`, as they share one 4G modem.
-:class:`LinkedHttpService` is the plumbing that puts an HTTP service behind a link.
+through shared token buckets, answer one round trip after a request arrived (as the kernel dated
+it, see arrival.py), and drop a seeded share of requests. Every service of one stop shares one
+:class:`Link`, as they share one 4G modem. :class:`LinkedHttpService` is the plumbing that puts an
+HTTP service behind a link.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from types import TracebackType
 from typing import Self
 
 from simulators.base import Clock, History
+from simulators.netsvc.arrival import stamp_arrivals, stream_arrival
 
 # Pacing granularity: one chunk is about this much link time, so sleeps stay coarse for the CPU
 # while the delivered rate stays smooth at the scale of a probe.
@@ -118,9 +120,13 @@ class Link:
         with self._lock:
             return self._rng.random() < self._profile.loss
 
-    def wait_rtt(self, stopping: threading.Event) -> bool:
-        """Hold an answer for one round trip; False when the service stopped meanwhile."""
-        return not stopping.wait(self.profile.rtt_ms / 1000.0)
+    def wait_rtt(self, stopping: threading.Event, since: float | None = None) -> bool:
+        """Hold an answer until one round trip after ``since`` (the ``time.monotonic()`` instant the
+        request arrived; now if None); False when the service stopped meanwhile."""
+        delay = self.profile.rtt_ms / 1000.0
+        if since is not None:
+            delay -= time.monotonic() - since  # reading the request took part of the round trip
+        return not stopping.wait(max(0.0, delay))
 
     def send(self, sock: socket.socket, data: bytes, stopping: threading.Event) -> int:
         """Write ``data`` at the down rate; returns the bytes written before the peer left or we stopped."""
@@ -181,6 +187,7 @@ def shaped_listener(address: tuple[str, int]) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1460)
+    stamp_arrivals(sock)  # round trips are counted from when a request arrived (see arrival.py)
     sock.bind(address)
     sock.listen(64)
     # Non-blocking: if another thread takes a pending connection between our select() and accept(),
@@ -196,7 +203,7 @@ class ShapedHTTPServer(http.server.ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], service: LinkedHttpService) -> None:
         self.service = service
-        super().__init__(address, _Handler, bind_and_activate=False)
+        super().__init__(address, LinkedHandler, bind_and_activate=False)
         self.socket.close()
         self.socket = shaped_listener(address)
         self.server_address = self.socket.getsockname()[:2]
@@ -205,13 +212,21 @@ class ShapedHTTPServer(http.server.ThreadingHTTPServer):
         """A client that timed out and hung up is normal on a shaped link; no tracebacks."""
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class LinkedHandler(http.server.BaseHTTPRequestHandler):
+    """One connection to a :class:`LinkedHttpService`; ``arrived`` dates the request being handled."""
+
     server: ShapedHTTPServer
     # Unbuffered reads: a buffered reader would take 8 KiB from the kernel ahead of the pacing,
     # opening the client's window early and letting it count bytes the link has not carried yet.
     rbufsize = 0
     # No connection thread may block for ever on a client that vanished without closing.
     timeout = 30.0
+    #: The ``time.monotonic()`` instant the current request's first bytes arrived.
+    arrived = 0.0
+
+    def handle_one_request(self) -> None:
+        self.arrived = stream_arrival(self.connection)  # before parsing reads the request
+        super().handle_one_request()
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -305,7 +320,7 @@ class LinkedHttpService(abc.ABC):
             return self._idle.wait_for(lambda: self._active == 0, timeout_s)
 
     @abc.abstractmethod
-    def handle(self, handler: http.server.BaseHTTPRequestHandler, method: str) -> None:
+    def handle(self, handler: LinkedHandler, method: str) -> None:
         """Answer one request (called on the connection's own thread)."""
 
     def hold_until_client_leaves(self, handler: http.server.BaseHTTPRequestHandler, limit_s: float) -> None:

@@ -16,7 +16,7 @@ import time
 from urllib.parse import urlsplit
 
 from simulators.base import Clock
-from simulators.netsvc.link import Link, LinkedHttpService
+from simulators.netsvc.link import Link, LinkedHandler, LinkedHttpService
 
 INDEX_PAGE = (
     b"<!doctype html><html><head><title>Speedtest Mini</title><script>\n"
@@ -52,7 +52,7 @@ class SpeedtestMini(LinkedHttpService):
         """Upload body bytes read from clients."""
         return sum(e.detail["bytes"] for e in self.history.events if e.name == "upload")
 
-    def handle(self, handler: http.server.BaseHTTPRequestHandler, method: str) -> None:
+    def handle(self, handler: LinkedHandler, method: str) -> None:
         path = urlsplit(handler.path).path
         self.history.record("request", method=method, path=path)
         if method == "POST":
@@ -65,7 +65,7 @@ class SpeedtestMini(LinkedHttpService):
                 return
             self._reply(handler, 200, f"size={got}".encode())
             return
-        if not self.link.wait_rtt(self.stopping):
+        if not self.link.wait_rtt(self.stopping, since=handler.arrived):
             return
         match = _RANDOM_RE.match(path)
         if match and match.group(1) == match.group(2):
