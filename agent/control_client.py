@@ -17,7 +17,6 @@ import socket
 import stat
 import time
 import tomllib
-from pathlib import Path
 from typing import Any
 
 # agent.config.DEFAULT_PATH, restated: importing agent.config loads the whole schema (a test
@@ -51,9 +50,10 @@ def socket_path(socket_arg: str | None, config_arg: str | None) -> str:
     """
     if socket_arg:
         return socket_arg
-    config = Path(config_arg or DEFAULT_CONFIG_PATH)
+    config = config_arg or DEFAULT_CONFIG_PATH  # a str: pathlib would cost agentctl's start ~10%
     try:
-        text = config.read_text(encoding="utf-8")
+        with open(config, encoding="utf-8") as handle:
+            text = handle.read()
     except FileNotFoundError:
         if str(config) != DEFAULT_CONFIG_PATH:
             raise ControlError(

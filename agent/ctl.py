@@ -4,7 +4,6 @@ subcommand that needs them, so `agentctl status` starts fast on a Raspberry Pi."
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -42,8 +41,8 @@ def _status(args: argparse.Namespace) -> int:
     checks = status_view.evaluate(status)
     verdict = status_view.verdict(checks)
     if args.json:
-        checks_json = [dataclasses.asdict(check) for check in checks]
-        _print_json({**status, "checks": checks_json, "verdict": dataclasses.asdict(verdict)})
+        checks_json = [check._asdict() for check in checks]
+        _print_json({**status, "checks": checks_json, "verdict": verdict._asdict()})
     else:
         print(status_view.render(status, checks, colour=_colour(sys.stdout)))
     return verdict.exit_code

@@ -6,10 +6,9 @@ Pure functions over the status dict of docs/control.md: no I/O, no clock. Every 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from agent.json_words import age, figure, number, plural, share, table
 from agent.render import device_line, format_duration
@@ -17,9 +16,11 @@ from drivers.printer.reasons import describe_reasons, problem_keyword, split_rea
 
 Level = Literal["ok", "warning", "critical"]
 
+# NamedTuples rather than dataclasses: importing dataclasses (and inspect behind it) was a fifth of
+# the CPU `agentctl status` spent before its first request (bench/agentctl_status.py).
 
-@dataclasses.dataclass(frozen=True)
-class Rule:
+
+class Rule(NamedTuple):
     level: Level
     why: str
 
@@ -80,16 +81,14 @@ EXIT_CODES: dict[Level, int] = {"ok": 0, "warning": 1, "critical": 2}
 EXIT_UNREACHABLE = 3
 
 
-@dataclasses.dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
     level: Level
     subject: str
     text: str
     rule: str | None = None  # key in RULES; None for an ok check
 
 
-@dataclasses.dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     level: Level
     exit_code: int
     text: str
