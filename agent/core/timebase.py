@@ -109,3 +109,81 @@ class Timebase:
         if self._offset is None or stamp.boot_id != self.boot_id:
             return stamp
         return dataclasses.replace(stamp, wall=stamp.mono + self._offset, source=self._source)
+
+
+class GpsClock:
+    """The offset between the monotonic clock and GPS time, bracketed by consecutive readings.
+
+    A reading at ``mono`` shows the receiver's latest fix time ``fix_wall``; that fix is not newer
+    than the read, so ``offset >= fix_wall - mono``. When the fix time changed since the previous
+    reading, that fix came after the previous read: ``offset <= fix_wall - previous_mono``. Taking
+    only the first bound (the fix time as "now") is up to a poll interval late; the middle of the
+    bracket is within half of it (0.5 s with the default 1 s GPS poll and a 1 Hz receiver), and the
+    bracket narrows as poll and fix phases wander. The receiver's output latency (NMEA sentences
+    come some 0.1-0.5 s after the fix without a PPS line) is not known here and makes it early.
+    """
+
+    def __init__(self) -> None:
+        self._low = -math.inf
+        self._high = math.inf
+        self._last: tuple[float, float] | None = None  # (mono, fix_wall) of the previous reading
+
+    def add(self, mono: float, fix_wall: float) -> None:
+        """One reading: at ``mono`` the latest fix was of time ``fix_wall``."""
+        last, self._last = self._last, (mono, fix_wall)
+        low = fix_wall - mono
+        high = math.inf
+        if last is not None and fix_wall > last[1] and mono > last[0]:
+            high = fix_wall - last[0]
+        elif last is not None and fix_wall < last[1]:
+            self._low, self._high = -math.inf, math.inf  # the receiver's time went back: start over
+        low, high = max(self._low, low), min(self._high, high)
+        if low > high:
+            # The bounds disagree: the monotonic clock drifted from GPS time over the hours, or the
+            # receiver's time jumped. Start over from this reading.
+            low, high = fix_wall - mono, math.inf
+        self._low, self._high = low, high
+
+    def offset(self) -> float | None:
+        """True time minus monotonic time; None until a fix time was seen changing between two reads."""
+        if not math.isfinite(self._high):
+            return None
+        return (self._low + self._high) / 2
+
+    def uncertainty(self) -> float:
+        """How far :meth:`offset` may be from the truth (half the bracket), receiver latency aside."""
+        return (self._high - self._low) / 2
+
+
+def wall_iso(wall: float) -> str:
+    """Unix seconds as ISO 8601 UTC with a ``Z``, the form stop visits carry their wall times in."""
+    if not math.isfinite(wall):
+        return str(wall)
+    return datetime.datetime.fromtimestamp(wall, datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+def retime_payload(payload: Any, boot_id: str, offset_s: float, source: TimeSource) -> bool:
+    """Re-time, in place, the wall times a record's payload carries beside monotonic times.
+
+    The convention every payload follows: ``wall`` beside ``mono`` in one object (with ``source`` or
+    ``wall_source`` beside them, set to ``source`` too), and ``<name>_wall`` beside
+    ``<name>_mono``. A wall is a number or an ISO 8601 string and keeps its form. An object whose
+    ``boot_id`` is another boot's is left alone: its monotonic clock had another zero. Returns
+    whether anything changed.
+    """
+    if isinstance(payload, list):
+        return any([retime_payload(item, boot_id, offset_s, source) for item in payload])
+    if not isinstance(payload, dict) or payload.get("boot_id", boot_id) != boot_id:
+        return False
+    changed = any([retime_payload(value, boot_id, offset_s, source) for value in payload.values()])
+    for mono_key in [key for key in payload if key == "mono" or key.endswith("_mono")]:
+        wall_key = mono_key[: -len("mono")] + "wall"
+        mono, wall = payload[mono_key], payload.get(wall_key)
+        if wall is None or isinstance(mono, bool) or not isinstance(mono, int | float):
+            continue
+        new = mono + offset_s
+        payload[wall_key] = wall_iso(new) if isinstance(wall, str) else new
+        changed = True
+        if mono_key == "mono":  # this object is a time stamp: its source goes with its wall
+            payload.update({key: source for key in ("source", "wall_source") if key in payload})
+    return changed

@@ -24,7 +24,7 @@ from agent.core.stops import (
     StopParams,
     shore_of,
 )
-from agent.core.timebase import Timebase, TimeStamp, parse_gps_time
+from agent.core.timebase import GpsClock, SyncSource, Timebase, TimeStamp, parse_gps_time
 from agent.core.visit import VisitRecorder
 from agent.core.visit_summary import StopVisit
 from agent.probes.results import SuiteResult
@@ -41,6 +41,12 @@ class StampedEvent:
 
 Output = StampedEvent | StopVisit
 
+#: A new estimate of true time moves the offset (and re-times unsent records) only past this. GPS
+#: time read through gpsd is good to about half a second: moving for less would make record times
+#: jitter (even step back) for no gain. NTP is good to tens of milliseconds; it moves on a step.
+GPS_RESYNC_S = 0.5
+NTP_RESYNC_S = 0.2
+
 
 class StopTracker:
     """Feed it every snapshot the runtime reads; ask it what probe suite is due."""
@@ -56,6 +62,7 @@ class StopTracker:
         self.detector = StopDetector(stop_params, catalog)
         self.scheduler = ProbeScheduler(probe_params)
         self.timebase = Timebase(boot_id)
+        self._gps_clock = GpsClock()
         self._visit: VisitRecorder | None = None
         self._radio: ModemSnapshot | None = None
         self._last_gps: GpsSnapshot | None = None
@@ -86,11 +93,32 @@ class StopTracker:
     def gps(self, now: float, snap: GpsSnapshot, system_wall: float) -> list[Output]:
         """A GPS reading: syncs the timebase on GPS time, moves the stop detector."""
         self._last_gps = snap
-        if snap.has_fix:
-            gps_wall = parse_gps_time(snap.gps_time_utc)
-            if gps_wall is not None and not self.timebase.synced:
-                self.timebase.sync(now, gps_wall, "gps")
+        gps_wall = parse_gps_time(snap.gps_time_utc) if snap.has_fix else None
+        if gps_wall is not None:
+            self._gps_clock.add(now, gps_wall)
+            offset = self._gps_clock.offset()
+            # NTP, once the kernel has it, is the better clock: GPS time only serves without it.
+            if offset is not None and self.timebase.source != "ntp":
+                # An estimate no surer than the move it asks for is not worth re-timing records for.
+                self._resync(now, now + offset, "gps", max(GPS_RESYNC_S, self._gps_clock.uncertainty()))
         return self._handle(now, self.detector.update(now, snap, None), system_wall)
+
+    def keep_time_of(self, other: StopTracker) -> None:
+        """Take over ``other``'s timebase (a reload replaced the tracker within the same boot)."""
+        self.timebase, self._gps_clock = other.timebase, other._gps_clock
+
+    def ntp_synchronized(self, now: float, system_wall: float) -> bool:
+        """The kernel says NTP synchronised the system clock: ``system_wall`` is true time at ``now``.
+
+        Returns True when the offset changed (this boot's unsent records are then due for re-timing).
+        """
+        return self._resync(now, system_wall, "ntp", NTP_RESYNC_S)
+
+    def _resync(self, now: float, true_wall: float, source: SyncSource, tolerance: float) -> bool:
+        current = self.timebase.wall_at(now)
+        if source == self.timebase.source and current is not None and abs(current - true_wall) <= tolerance:
+            return False
+        return self.timebase.sync(now, true_wall, source)
 
     def power(self, now: float, snap: PowerSnapshot, system_wall: float) -> list[Output]:
         """A power reading: shore power confirms or foresees the end of a stop."""
@@ -147,6 +175,7 @@ class StopTracker:
             elif isinstance(event, DepartureForeseen) and self._visit is not None:
                 self._visit.add_foreseen(event)
             elif isinstance(event, Departed) and self._visit is not None:
-                outputs.append(self._visit.finish(event, stamp))
+                # A visit that began before true time was known gets it now, from its monotonic times.
+                outputs.append(self._visit.finish(event, stamp).retimed(self.timebase.retime))
                 self._visit = None
         return outputs

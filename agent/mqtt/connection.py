@@ -9,6 +9,7 @@ main config, which is readable by technicians).
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import ssl
 import stat
@@ -88,17 +89,18 @@ class LinkSettings:
 
 
 def load_credentials(path: Path | None) -> Credentials:
-    """``[mqtt] username = ..., password = ...`` from the secrets file (TOML); nothing when no file."""
+    """``[mqtt] username = ..., password = ...`` from the secrets file (TOML); nothing when no file.
+
+    The file must be private (see :func:`check_private`): a password others could read is refused.
+    """
     if path is None:
         return Credentials()
     try:
-        mode = path.stat().st_mode
         with path.open("rb") as handle:
+            check_private(path, os.fstat(handle.fileno()))  # the file read is the file checked
             data = tomllib.load(handle)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise LinkError(f"secrets file {path}: {exc}") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("mqtt.secrets_file_readable_by_others", path=str(path), mode=oct(mode & 0o777))
     table = data.get("mqtt", {})
     if not isinstance(table, dict) or set(table) - {"username", "password"}:
         raise LinkError(f"secrets file {path}: want an [mqtt] table with username and password only")
@@ -106,6 +108,23 @@ def load_credentials(path: Path | None) -> Credentials:
     if not all(value is None or isinstance(value, str) for value in (username, password)):
         raise LinkError(f"secrets file {path}: [mqtt] username and password must be strings")
     return Credentials(username, password)
+
+
+def check_private(path: Path, info: os.stat_result) -> None:
+    """Refuse a secrets file other users could read or change: group or other permission bits, or an
+    owner other than root or the user this process runs as. systemd's LoadCredential= copies are
+    0400 and owned by the service's user: they pass."""
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise LinkError(
+            f"secrets file {path}: mode {mode:04o} lets other users read or change it;"
+            f" make it private: chmod 600 {path}"
+        )
+    if info.st_uid not in (0, os.geteuid()):
+        raise LinkError(
+            f"secrets file {path}: owned by uid {info.st_uid}, not by root or by this daemon's user"
+            f" (uid {os.geteuid()}); give it to root: chown root:root {path} && chmod 600 {path}"
+        )
 
 
 def paho_protocol(protocol: Protocol) -> MQTTProtocolVersion:

@@ -11,3 +11,6 @@ MAX_BATCH_RECORDS = 1000
 MAX_WALL_SOURCE_CHARS = 32
 #: The largest seq (schemas' "maximum"): every integer up to it is exact in a double and in SQLite.
 MAX_SEQ = 2**53
+#: Nesting of JSON arrays and objects a reader accepts: agent documents nest fewer than ten levels, and
+#: a few hundred make json.dumps or a schema error message raise RecursionError further on.
+MAX_JSON_DEPTH = 64

@@ -25,7 +25,8 @@ import structlog
 
 from agent.mqtt import connection, topics, wire
 from agent.mqtt.session import Session
-from agent.mqtt.staging import BatchPolicy, Message, Staging
+from agent.mqtt.staging import BatchPolicy, Message, Staging, TimeHold
+from agent.mqtt.transit import Transit
 from agent.outbox import Outbox, OutboxError, Record
 
 log = structlog.get_logger(__name__)
@@ -49,6 +50,11 @@ class PublisherSettings:
     announce_every_s: float = 30.0
     ranges_per_message: int = 2000
     tick_s: float = 0.05
+    #: Messages at most between the broker's PUBACK and the collector's ack, never fewer than
+    #: ``window`` (see transit.py).
+    collector_window: int = 100
+    #: This boot's records wait this long (real seconds) for GPS or NTP time (see staging.TimeHold).
+    unsynced_hold_s: float = 900.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.window <= 65535:
@@ -89,6 +95,7 @@ class Publisher:
         wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         heartbeat: Callable[[], None] | None = None,
+        time_version: Callable[[], int] | None = None,
     ) -> None:
         self.outbox = outbox
         # Called once per turn of the thread: the daemon's watchdog sees a wedged publisher.
@@ -97,6 +104,12 @@ class Publisher:
         self.vehicle = topics.check_vehicle(outbox.vehicle_id)
         self._wall = wall
         self._staging = Staging(outbox, settings.batch, read_ahead=settings.read_ahead, clock=time.monotonic)
+        self._transit = Transit(
+            max(settings.collector_window, settings.window),
+            probe_s=settings.inflight_timeout_s / 2,
+            clock=time.monotonic,
+        )
+        self._hold = TimeHold(outbox.boot_id, time_version, settings.unsynced_hold_s, time.monotonic)
         self._backoff = connection.Backoff(settings.backoff_min_s, settings.backoff_max_s, rng)
         self._protocol = connection.paho_protocol(settings.link.protocol)
         self._session: Session | None = None
@@ -204,7 +217,9 @@ class Publisher:
             return
         if session.connected:
             self._periodic()
-            self._staging.refill()
+            if self._hold.retimed():
+                self._staging.reread()
+            self._staging.refill(hold_boot=self._hold.boot())
             self._fill(session)
 
     def _stopped(self) -> bool:
@@ -227,6 +242,7 @@ class Publisher:
     def _connected(self, session: Session) -> None:
         session.just_connected = False
         self._backoff.reset()
+        self._transit.clear()
         self._counters["connections"] += 1
         session.client.subscribe(topics.ack(self.vehicle), qos=1)
         self._control.insert(
@@ -276,6 +292,8 @@ class Publisher:
                 self._control[0]
                 if self._control
                 else self._staging.take(self.vehicle, self.outbox.epoch, flush=flush)
+                if self._transit.room(len(session.inflight))
+                else None  # the collector is behind: records wait for its ack (transit.py)
             )
             if message is None:
                 break
@@ -297,6 +315,7 @@ class Publisher:
                 continue
             if ok:
                 done.extend(item.message.records)
+                self._transit.add(item.message.records)
             else:
                 log.error("mqtt.publish_refused", topic=item.message.topic, reason=reason)
                 self._staging.restore(item.message.records)
@@ -326,6 +345,7 @@ class Publisher:
                 self.outbox.acknowledge(stream, view.upto, epoch=epoch) for stream, view in views.items()
             )
             self._ack_views = views
+            self._transit.confirmed(views)
             self._last_ack_wall = self._wall()
             self._heard_collector = True  # it is alive, even if a hole keeps its ack from moving
         session.messages.clear()
@@ -357,6 +377,7 @@ class Publisher:
         self._resend_factor = 1 if self._heard_collector else min(self._resend_factor * 2, 16)
         self._heard_collector = False
         self.outbox.mark_pending(candidates)
+        self._transit.forget(candidates)
         self._staging.rewind(candidates)
         self._counters["resent"] += len(candidates)
         log.warning("mqtt.resending", records=len(candidates), streams=sorted({r.stream for r in candidates}))

@@ -39,10 +39,11 @@ class Session:
     ) -> None:
         self.vehicle = vehicle
         self.client = connection.make_client(link, protocol)
-        # Never more in flight than paho will send at once, never more queued than that either:
-        # a publish beyond it would be refused (MQTT_ERR_QUEUE_SIZE), not silently held.
+        # The publisher fills at most ``window`` messages, as many as paho sends at once; paho's
+        # queue holds one more, for the "offline" goodbye: a full queue refuses the newest message
+        # (paho #856), and a stop with the window full would leave the retained status "online".
         self.client.max_inflight_messages_set(window)
-        self.client.max_queued_messages_set(window)
+        self.client.max_queued_messages_set(window + 1)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish

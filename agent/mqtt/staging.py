@@ -16,8 +16,12 @@ import bisect
 import dataclasses
 from collections.abc import Callable, Iterable
 
+import structlog
+
 from agent.mqtt import limits, topics, wire
 from agent.outbox import Outbox, Record
+
+log = structlog.get_logger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +48,43 @@ class BatchPolicy:
         return self.max_records > 1 and stream.startswith(self.prefixes)
 
 
+class TimeHold:
+    """This boot's records wait until their time is known (GPS or NTP), at most ``hold_s`` real seconds.
+
+    ``version`` counts how many times the daemon re-timed this boot's records: 0 while no true time
+    is known. Records published before would reach the collector stamped 1970 or with a stale
+    fake-hwclock time, for good. Past ``hold_s`` they go anyway, marked "unsynced": a bus with no
+    GPS fix and no NTP must still deliver. ``version`` None: nothing is held (no timebase behind).
+    """
+
+    def __init__(
+        self, boot_id: str, version: Callable[[], int] | None, hold_s: float, clock: Callable[[], float]
+    ) -> None:
+        self.boot_id = boot_id
+        self._version = version
+        self._seen = 0
+        self._clock = clock
+        self._until = clock() + hold_s
+        self.expired = False
+
+    def boot(self) -> str | None:
+        """The boot whose records must wait now, or None."""
+        if self._version is None or self._version() > 0:
+            return None
+        if self._clock() < self._until:
+            return self.boot_id
+        if not self.expired:
+            self.expired = True
+            log.warning("mqtt.publishing_unsynced", boot_id=self.boot_id, why="no GPS or NTP time yet")
+        return None
+
+    def retimed(self) -> bool:
+        """True once after each re-timing: staged copies of records carry the old times."""
+        version = 0 if self._version is None else self._version()
+        changed, self._seen = version != self._seen, version
+        return changed
+
+
 class Staging:
     """Records read from the outbox and not yet acknowledged by the broker."""
 
@@ -67,13 +108,19 @@ class Staging:
     def staged(self) -> int:
         return self._count
 
-    def refill(self) -> int:
-        """Read newly pending records, up to the read-ahead bound; returns how many were staged."""
+    def refill(self, *, hold_boot: str | None = None) -> int:
+        """Read newly pending records, up to the read-ahead bound; returns how many were staged.
+
+        Records of ``hold_boot`` are not read yet (their time is not known): the cursor stops at the
+        first, and every later row is of that boot too (row ids grow, boots follow each other).
+        """
         room = self._read_ahead - len(self.held)
         if room <= 0:
             return 0
         added = 0
         for record in self._outbox.pending(room, after=self._cursor):
+            if record.boot_id == hold_boot:
+                break
             self._cursor = max(self._cursor, record.id)
             if record.id not in self.held:
                 self._stage(record)
@@ -85,6 +132,17 @@ class Staging:
         ids = [r.id for r in records if r.id not in self.held]
         if ids:
             self._cursor = min(self._cursor, min(ids) - 1)
+
+    def reread(self) -> int:
+        """Forget what is staged and not yet published, to read it again (it was re-timed meanwhile)."""
+        ids = [record.id for queue in self._staged.values() for _, record in queue]
+        for queue in self._staged.values():
+            queue.clear()
+        self.held.difference_update(ids)
+        self._count = 0
+        if ids:
+            self._cursor = min(self._cursor, min(ids) - 1)
+        return len(ids)
 
     def restore(self, records: Iterable[Record]) -> None:
         """In flight on a connection that died: publish them again."""

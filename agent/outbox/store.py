@@ -24,7 +24,7 @@ from typing import Any, Self
 
 import structlog
 
-from agent.outbox import queries, thinning
+from agent.outbox import queries, retiming, thinning
 from agent.outbox.cap import Cap
 from agent.outbox.database import file_bytes, open_database, translate
 from agent.outbox.records import (
@@ -265,21 +265,22 @@ class Outbox:
             self._cap.committed(self._used, None)
             return int(count)
 
-    def retime(self, boot_id: str, offset_s: float, source: str) -> int:
-        """True time arrived: unsent records of ``boot_id`` get wall = mono + offset_s; returns how many."""
+    def retime(
+        self,
+        boot_id: str,
+        offset_s: float,
+        source: str,
+        *,
+        payloads: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> int:
+        """True time arrived: unsent records of ``boot_id`` get wall = mono + offset_s; returns how many.
+
+        ``payloads`` re-times in place the times a payload carries (see :mod:`agent.outbox.retiming`).
+        """
         if not math.isfinite(offset_s):
             raise ValueError(f"offset_s must be finite, got {offset_s!r}")
         with self._lock, self._write() as conn:
-            first = conn.execute("SELECT first_id FROM boots WHERE boot_id = ?", (boot_id,)).fetchone()
-            if first is None:
-                return 0
-            # The boots table bounds the scan to rows appended since that boot began.
-            cursor = conn.execute(
-                "UPDATE records SET wall = mono + ?, wall_source = ?"
-                " WHERE id >= ? AND boot_id = ? AND state = 0",
-                (offset_s, source, first[0], boot_id),
-            )
-            return max(cursor.rowcount, 0)
+            return retiming.retime_rows(conn, boot_id, offset_s, source, payloads)
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent.config.schema import AgentConfig
@@ -104,6 +104,7 @@ def build_generation(
     health: Health,
     credentials_dir: str | None,
     drivers: Mapping[str, Driver[Any]] | None = None,
+    time_version: Callable[[], int] | None = None,
 ) -> Generation:
     """Everything one configuration runs; raises ConfigError/ValueError for what the schema let through."""
     suite = suite_config(config.probes)
@@ -126,6 +127,12 @@ def build_generation(
     publisher = None
     if config.mqtt is not None:
         settings = publisher_settings(config.mqtt, config.agent.vehicle_id, credentials_dir)
-        publisher = Publisher(outbox, settings, wall=clock.wall, heartbeat=lambda: health.beat("publisher"))
+        publisher = Publisher(
+            outbox,
+            settings,
+            wall=clock.wall,
+            heartbeat=lambda: health.beat("publisher"),
+            time_version=time_version,  # this boot's records wait for true time (see TimeHold)
+        )
     thread = threading.Thread(target=runtime.run, name="loop", daemon=True)
     return Generation(config, runtime, publisher, thread)

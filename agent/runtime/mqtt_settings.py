@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agent.config import ConfigError
 from agent.config.schema import MqttSection
-from agent.mqtt.connection import BrokerUrl, LinkSettings
+from agent.mqtt.connection import BrokerUrl, LinkError, LinkSettings, check_private, load_credentials
 from agent.mqtt.publisher import PublisherSettings
 from agent.mqtt.staging import BatchPolicy
 
@@ -17,14 +18,17 @@ _READ_AHEAD: int = PublisherSettings.read_ahead
 
 
 def link_settings(section: MqttSection, vehicle_id: str, credentials_dir: str | None = None) -> LinkSettings:
-    """How to reach the broker; raises LinkError (a ValueError) for a URL the schema let through."""
+    """How to reach the broker; raises LinkError (a ValueError) for a URL the schema let through, and
+    ConfigError for a secrets file that cannot be used (unreadable, not private, malformed)."""
+    secrets_file = _secrets_file(section, credentials_dir)
+    _check_secrets(section, secrets_file)
     return LinkSettings(
         url=BrokerUrl.parse(section.url),
         client_id=section.client_id or vehicle_id,
         ca_file=_path(section.ca_file),
         cert_file=_path(section.cert_file),
         key_file=_path(section.key_file),
-        secrets_file=_secrets_file(section, credentials_dir),
+        secrets_file=secrets_file,
         protocol=section.protocol,
         keepalive_s=section.keepalive_s,
     )
@@ -55,6 +59,25 @@ def _secrets_file(section: MqttSection, credentials_dir: str | None) -> Path | N
         if credential.is_file():
             return credential
     return Path(section.secrets_file)
+
+
+def _check_secrets(section: MqttSection, secrets_file: Path | None) -> None:
+    """The secrets file is read at every connection; a missing, unreadable, malformed or not private
+    one is refused at start, not at the first connection hours later. When systemd hands a copy
+    (always 0400), the configured original must be private too: systemd copies it whatever its mode."""
+    if secrets_file is None or section.secrets_file is None:
+        return
+    original = Path(section.secrets_file)
+    try:
+        load_credentials(secrets_file)
+        if secrets_file != original:
+            try:
+                info = original.stat()
+            except OSError:
+                return  # out of the service's reach: the copy is what it reads
+            check_private(original, info)
+    except LinkError as exc:
+        raise ConfigError([str(exc)]) from exc
 
 
 def _path(value: str | None) -> Path | None:

@@ -22,9 +22,11 @@ import structlog
 from agent.config import ConfigError, load_config
 from agent.config.schema import AgentConfig
 from agent.outbox import Outbox
-from agent.runtime import assemble
+from agent.runtime import assemble, timesync
 from agent.runtime.clock import Clock, SystemClock
 from agent.runtime.control import ControlError, ControlServer, ControlSetupError, resolve_group, socket_path
+from agent.runtime.mqtt_settings import publisher_settings
+from agent.runtime.retimer import Retimer
 from agent.runtime.sdnotify import Notifier
 from agent.runtime.sink import RecentStops, RecordSink
 from agent.runtime.status import StatusSources, build_status
@@ -57,6 +59,7 @@ class Service:
         boot_id: str | None = None,
         notifier: Notifier | None = None,
         credentials_dir: str | None = None,
+        ntp_synchronized: Callable[[], bool] = timesync.ntp_synchronized,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -64,11 +67,11 @@ class Service:
         self.boot_id = boot_id or kernel_boot_id()
         self.notifier = notifier or Notifier()
         self.credentials_dir = credentials_dir
+        self.ntp_synchronized = ntp_synchronized
         self.health = Health()
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._wake = threading.Event()
-        self._synced_source = "unsynced"
 
     # -- signals --------------------------------------------------------------------------------
 
@@ -116,6 +119,13 @@ class Service:
         self.tracker = assemble.tracker_for(self.config, self.boot_id)
         self.recent = RecentStops(data_dir / "recent-stops.json")
         self.sink = RecordSink(self.outbox, self._stamp)
+        self.retimer = Retimer(
+            boot_id=self.boot_id,
+            outbox=self.outbox,
+            sink=self.sink,
+            clock=self.clock,
+            ntp_synchronized=self.ntp_synchronized,
+        )
         self.generation = self._build(self.config)
         control = ControlServer(
             socket_path(self.config.agent.runtime_dir),
@@ -165,6 +175,7 @@ class Service:
             clock=self.clock,
             health=self.health,
             credentials_dir=self.credentials_dir,
+            time_version=lambda: self.retimer.version,
         )
 
     def _start_watchdog(self) -> WatchdogPinger | None:
@@ -184,8 +195,12 @@ class Service:
             problem = _unreloadable(self.config, new)
             if problem:
                 raise ConfigError([f"{self.config_path}: {problem}"])
+            if new.mqtt is not None:  # the secrets file too, before the running generation is stopped
+                publisher_settings(new.mqtt, new.agent.vehicle_id, self.credentials_dir)
             tracker = self.tracker if assemble.same_tracking(self.config, new) else None
-            tracker = tracker or assemble.tracker_for(new, self.boot_id)
+            if tracker is None:
+                tracker = assemble.tracker_for(new, self.boot_id)
+                tracker.keep_time_of(self.tracker)  # true time, once known, stays known
         except ConfigError as exc:
             for line in exc.errors:
                 log.error("config.reload_rejected", error=line)
@@ -210,13 +225,7 @@ class Service:
 
     def _record(self, stream: str, payload: dict[str, Any]) -> None:
         """The runtime's sink (loop thread): re-time this boot's records once true time is known."""
-        timebase = self.tracker.timebase
-        if timebase.source != self._synced_source and timebase.synced:
-            offset = timebase.wall_at(0.0)
-            assert offset is not None
-            count = self.outbox.retime(self.boot_id, offset, timebase.source)
-            log.info("time.synced", source=timebase.source, records_retimed=count)
-            self._synced_source = timebase.source
+        self.retimer.before_record(self.tracker)
         self.sink(stream, payload)
         if stream == "stops/visit":
             self.recent.add(payload)

@@ -60,6 +60,15 @@ class RecordSink:
                 self._held.append(record)
             self._bound()
 
+    def retime(
+        self, stamp: Callable[[TimeStamp], TimeStamp], payload: Callable[[dict[str, Any]], bool]
+    ) -> None:
+        """True time arrived: records waiting for the disk get it too (the outbox re-times its own)."""
+        with self._lock:
+            for _, body, _ in self._held:
+                payload(body)
+            self._held = collections.deque((s, body, stamp(t)) for s, body, t in self._held)
+
     def flush(self) -> int:
         """Try to write what is held (on shutdown, or when the disk came back); returns what is left."""
         with self._lock:

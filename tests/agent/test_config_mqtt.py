@@ -96,14 +96,22 @@ def test_publisher_settings_default_client_id_to_the_vehicle_id() -> None:
     assert (settings.window, settings.batch.wait_s, settings.link.keepalive_s) == (20, 60.0, 60)
 
 
-def test_publisher_settings_carry_every_configured_value() -> None:
+def private_secrets(path: Path) -> Path:
+    """A secrets file as install.sh leaves it: private (0600), no login yet."""
+    path.write_text("[mqtt]\n", encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def test_publisher_settings_carry_every_configured_value(tmp_path: Path) -> None:
+    secrets = private_secrets(tmp_path / "secrets.toml")
     section = MqttSection(
         url="mqtts://broker:8884",
         client_id="pub-07",
         ca_file="/etc/ca.pem",
         cert_file="/etc/b.crt",
         key_file="/etc/b.key",
-        secrets_file="/etc/busagent/secrets.toml",
+        secrets_file=str(secrets),
         protocol="3.1.1",
         window=500,
         batch_seconds=5.0,
@@ -117,7 +125,7 @@ def test_publisher_settings_carry_every_configured_value() -> None:
         Path("/etc/b.crt"),
         Path("/etc/b.key"),
     )
-    assert link.secrets_file == Path("/etc/busagent/secrets.toml")
+    assert link.secrets_file == secrets
     assert (settings.window, settings.batch.wait_s, link.keepalive_s) == (500, 5.0, 30)
     # A large window needs more read-ahead than the publisher's default; the mapping grows it.
     assert settings.read_ahead >= 500 * settings.batch.max_records
@@ -125,11 +133,13 @@ def test_publisher_settings_carry_every_configured_value() -> None:
 
 def test_systemd_credential_wins_over_the_configured_secrets_path(tmp_path: Path) -> None:
     (tmp_path / SECRETS_CREDENTIAL).write_text('[mqtt]\nusername = "bus"\n', encoding="utf-8")
+    (tmp_path / SECRETS_CREDENTIAL).chmod(0o400)  # what systemd's LoadCredential= gives
     section = MqttSection(url="mqtts://b", secrets_file="/etc/busagent/secrets.toml")
     assert link_settings(section, "bus-07", str(tmp_path)).secrets_file == tmp_path / SECRETS_CREDENTIAL
 
 
 def test_configured_secrets_path_is_used_without_a_credential(tmp_path: Path) -> None:
-    section = MqttSection(url="mqtts://b", secrets_file="/etc/busagent/secrets.toml")
-    assert link_settings(section, "bus-07", str(tmp_path)).secrets_file == Path("/etc/busagent/secrets.toml")
+    secrets = private_secrets(tmp_path / "secrets.toml")
+    section = MqttSection(url="mqtts://b", secrets_file=str(secrets))
+    assert link_settings(section, "bus-07", str(tmp_path)).secrets_file == secrets
     assert link_settings(MqttSection(url="mqtts://b"), "bus-07", str(tmp_path)).secrets_file is None

@@ -89,9 +89,17 @@ class SecureBroker:
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
     folder = tmp_path_factory.mktemp("tls")
     make_certificates(folder)
+    broker = start_secure_broker(folder, ("bus-tdc-01", "collector"))
+    yield broker
+    broker.broker.stop()
+
+
+def start_secure_broker(folder: Path, users: tuple[str, ...]) -> SecureBroker:
+    """mosquitto running the shipped example config and ACL, with ``folder``'s certificates and a
+    password file giving each of ``users`` the password PASSWORD."""
     (folder / "acl").write_text(EXAMPLE_ACL.read_text())
-    for user in ("bus-tdc-01", "collector"):
-        create = ("-c",) if user == "bus-tdc-01" else ()
+    for index, user in enumerate(users):
+        create = ("-c",) if index == 0 else ()
         subprocess.run(
             ["/usr/bin/mosquitto_passwd", *create, "-b", str(folder / "passwd"), user, PASSWORD], check=True
         )
@@ -106,8 +114,7 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
     assert f"listener {cert_port}" in config and f"{folder}/acl" in config  # the file still looks as expected
     broker = Mosquitto(folder, config=config, port=cert_port)
     broker.start(ports=(cert_port, password_port))
-    yield SecureBroker(broker, folder, cert_port, password_port)
-    broker.stop()
+    return SecureBroker(broker, folder, cert_port, password_port)
 
 
 def try_connect(
