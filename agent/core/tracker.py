@@ -65,6 +65,7 @@ class StopTracker:
         self._gps_clock = GpsClock()
         self._visit: VisitRecorder | None = None
         self._radio: ModemSnapshot | None = None
+        self._probe_origin: tuple[Stop | None, VisitRecorder | None, ModemSnapshot | None] | None = None
         self._last_gps: GpsSnapshot | None = None
 
     @property
@@ -148,18 +149,23 @@ class StopTracker:
 
     def probe_started(self, now: float, request: ProbeRequest) -> None:
         self.scheduler.started(now, request)
+        # A suite belongs to where it started: one still running when the bus leaves (a
+        # before-departure suite on a slow link) must not count for the road or the next stop.
+        self._probe_origin = (self.detector.stop, self._visit, self._radio)
 
     def probe_finished(self, now: float, suite: SuiteResult) -> SuiteResult:
-        """Charge the suite to the budget and to the visit; returns it with radio and stop attached."""
+        """Charge the suite to the budget and to the visit it started in; returns it with the radio and
+        the stop of its start attached."""
         self.scheduler.finished(now, suite.bytes_used)
-        stop = self.detector.stop
+        stop, visit, radio = self._probe_origin or (self.detector.stop, self._visit, self._radio)
+        self._probe_origin = None
         attached = dataclasses.replace(
             suite,
-            radio=to_dict(self._radio) if self._radio is not None else None,
+            radio=to_dict(radio) if radio is not None else None,
             stop_id=stop.site.id if stop is not None and stop.site is not None else None,
         )
-        if self._visit is not None:
-            self._visit.add_suite(attached)
+        if visit is not None and visit is self._visit:
+            visit.add_suite(attached)
         return attached
 
     # -- events ---------------------------------------------------------------------------------
