@@ -131,6 +131,8 @@ def _answer(
     try:
         response.begin()
         body = _read_body(response, max_body)
+    except ValueError as exc:  # http.client takes a chunk size of "-5", then cannot read it
+        raise ProtocolError(f"{peer.label} at {peer.url} broke the HTTP exchange: {exc!r}") from exc
     finally:
         response.close()
     if body is None:

@@ -18,9 +18,10 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agent.mqtt import columns
+from agent.mqtt import columns, shape
 from agent.mqtt.limits import (
     MAX_INFLATED_BYTES,
+    MAX_JSON_DEPTH,
     MAX_MSG_ID_CHARS,
     MAX_PAYLOAD_BYTES,
     MAX_PAYLOAD_KEYS,
@@ -266,6 +267,10 @@ def dumps_checked(doc: Mapping[str, Any]) -> bytes:
     text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     if len(text) > MAX_INFLATED_BYTES:  # checked first: no point compressing what will be refused
         raise Unsendable(f"{len(text)} bytes of JSON, limit {MAX_INFLATED_BYTES}")
+    if shape.too_deep(doc, text):
+        raise Unsendable(f"arrays and objects nested deeper than {MAX_JSON_DEPTH} levels")
+    if (expanded := shape.constant_expansion(doc)) > MAX_INFLATED_BYTES:
+        raise Unsendable(f"batch expands to {expanded} bytes of constants, limit {MAX_INFLATED_BYTES}")
     data = _pack(text)
     if len(data) > MAX_PAYLOAD_BYTES:
         raise Unsendable(f"{len(data)} bytes on the wire, limit {MAX_PAYLOAD_BYTES}")
@@ -279,9 +284,12 @@ def loads(data: bytes) -> Any:
     if data[:1] == bytes([ZLIB_FIRST_BYTE]):
         data = _inflate(data)
     try:
-        return json.loads(data, parse_constant=_refuse_constant)
+        value = json.loads(data, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError included
         raise WireError("not-json", str(exc)[:120]) from exc
+    if shape.too_deep(value, data):
+        raise WireError("too-deep", f"arrays and objects nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
 
 
 def _inflate(data: bytes) -> bytes:
@@ -344,6 +352,10 @@ def records_of_batch(doc: Mapping[str, Any], vehicle: str) -> list[Received]:
     expected = batch_msg_id(vehicle, boot_id, stream, doc["first_seq"], doc["last_seq"])
     if doc["msg_id"] != expected:
         raise WireError("msg-id-mismatch", f"msg_id {doc['msg_id']!r} is not {expected!r}")
+    if (expanded := shape.constant_expansion(doc)) > MAX_INFLATED_BYTES:
+        raise WireError(
+            "too-large", f"constant columns expand to {expanded} bytes, limit {MAX_INFLATED_BYTES}"
+        )
     try:
         meta = {name: columns.decode(col, count) for name, col in doc["meta"].items()}
         cols = {key: columns.decode(col, count) for key, col in doc["cols"].items()}

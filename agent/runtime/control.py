@@ -132,7 +132,7 @@ class ControlServer:
     def _answer_for(self, line: bytes) -> tuple[dict[str, Any], bool]:
         try:
             request = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # RecursionError: a line of thousands of "[" fits in MAX_LINE
             return _error('the request is not JSON: send one object per line, e.g. {"cmd": "status"}'), False
         if not isinstance(request, dict):
             return _error('the request must be a JSON object, e.g. {"cmd": "status"}'), False

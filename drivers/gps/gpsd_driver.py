@@ -155,9 +155,13 @@ def latest_reports(packet: Mapping[str, Any], where: str) -> tuple[dict[str, Any
 
 def _number(report: Mapping[str, Any], key: str) -> float | None:
     value = report.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer of hundreds of digits: no float holds it
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _count(report: Mapping[str, Any], key: str) -> int | None:
@@ -171,11 +175,12 @@ def _iso_ms(value: object) -> str | None:
         return None
     try:
         stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if stamp.tzinfo is not None:
+            stamp = stamp.astimezone(dt.UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):  # OverflowError: an offset moving it out of years 1..9999
         return None
-    if stamp.tzinfo is not None:
-        stamp = stamp.astimezone(dt.UTC).replace(tzinfo=None)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+    # isoformat, not strftime: "%Y" prints year 999 as "999", which is not ISO 8601.
+    return stamp.isoformat(timespec="milliseconds") + "Z"
 
 
 def snapshot_from_reports(tpv: Mapping[str, Any], sky: Mapping[str, Any], where: str) -> GpsSnapshot:

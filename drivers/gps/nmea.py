@@ -126,7 +126,7 @@ def _utc_time(value: str) -> dt.time | None:
     whole = int(seconds)
     try:
         return dt.time(int(value[:2]), int(value[2:4]), whole, min(round((seconds - whole) * 1e6), 999_999))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: seconds past a C int ("2637583231404227")
         raise NmeaError(f"bad UTC time {value!r}") from None
 
 

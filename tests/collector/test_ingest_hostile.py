@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agent.mqtt import limits
 from collector.ingest import Ingest
 from collector.store import Store
 from collector.validate import Schemas
@@ -69,3 +71,33 @@ def test_a_batch_time_column_that_is_not_a_finite_number_is_rejected_not_counted
 ) -> None:
     assert send(ingest, "telemetry/gps", json.dumps(batch_doc([1, 2], [bad, 1.0]))) == "bad-batch"
     assert ingest.store.stream_rows() == [] and ingest.store.rejects() == {"bad-batch": 1}
+
+
+def test_json_nested_past_the_depth_limit_is_refused_whatever_the_stack_depth(ingest: Ingest) -> None:
+    # Around 990 levels json.loads still succeeds but storing the payload (json.dumps, a few frames
+    # deeper) raised RecursionError out of handle(); no agent document nests even ten levels.
+    depths = [limits.MAX_JSON_DEPTH + 1, 200, *range(880, 1000)]
+    for seq, depth in enumerate(depths, start=1):
+        nested = "[" * depth + "]" * depth
+        text = json.dumps(record_doc(seq, payload={"a": 0})).replace('{"a": 0}', '{"a": ' + nested + "}")
+        assert send(ingest, "events", text) in ("too-deep", "not-json"), depth
+    assert ingest.store.stream_rows() == []
+    assert send(ingest, "events", json.dumps(record_doc(1, payload={"a": [[{"b": [1]}]]}))) == "stored"
+
+
+def test_a_constant_column_cannot_expand_a_small_batch_into_gigabytes(ingest: Ingest) -> None:
+    # 1000 records sharing one 3 KB constant: a 2 KB message that would store 3 MB (1.9 MB constants
+    # made 3.9 GB and a minute of CPU). A batch may expand to what one document may inflate to.
+    doc = batch_doc(list(range(1, 1001)), [1.0] * 1000)
+    doc["meta"]["seq"] = {"e": "int", "o": 1, "d": [1] * 1000}
+    doc["meta"]["mono"] = {"c": 1.0}
+    doc["cols"] = {"blob": {"c": "x" * 3000}}
+    payload = zlib.compress(json.dumps(doc).encode(), 9)
+    assert len(payload) < 4096
+    assert ingest.handle(f"busagent/{VEHICLE}/telemetry/gps", payload) == "too-large"
+    assert ingest.store.stream_rows() == []
+    doc["cols"] = {"blob": {"c": "x" * 1000}}  # 1 MB once expanded: allowed
+    assert (
+        ingest.handle(f"busagent/{VEHICLE}/telemetry/gps", zlib.compress(json.dumps(doc).encode()))
+        == "stored"
+    )

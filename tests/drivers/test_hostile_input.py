@@ -23,12 +23,13 @@ from hypothesis import strategies as st
 from drivers.base import Snapshot
 from drivers.errors import os_reason
 from drivers.gps.gpsd_driver import GpsdDriver, snapshot_from_reports
-from drivers.gps.nmea import NmeaState, checksum
+from drivers.gps.nmea import NmeaError, NmeaState, checksum, parse
 from drivers.gps.nmea_driver import NmeaSerialDriver
 from drivers.modem import at_parsers
 from drivers.modem.at_channel import AtCommandError
 from drivers.modem.hilink import HiLinkDriver, snapshot_from
 from drivers.power.driver import PowerDriver
+from drivers.printer.driver import IppPrinterDriver
 from simulators.pty import PtyPort
 from tests.drivers.slow_peers import ThreadedTcpPeer
 
@@ -108,6 +109,15 @@ def test_epoch_has_position_only_after_a_gga_or_rmc_since_begin_epoch() -> None:
     assert state.epoch_has_position
 
 
+def test_a_checksummed_time_with_absurd_seconds_is_a_malformed_line_not_an_overflow() -> None:
+    # "2637583231404227": 83 billion seconds, which dt.time refused with OverflowError, not ValueError.
+    line = nmea("GPGGA,2637583231404227,4852.3452,N,00221.1234,E,1,08,0.9,45.3,M,47.1,M,,")
+    with pytest.raises(NmeaError, match="bad UTC time"):
+        parse(line)
+    state = NmeaState()
+    assert state.feed(line) is None and state.rejected == {"malformed": 1}
+
+
 # --------------------------------------------------------------------------- power: one bad source
 
 
@@ -158,6 +168,24 @@ def test_hilink_numbers_with_hundreds_of_digits_read_as_unknown_not_infinity() -
     assert_all_floats_finite(snap)
 
 
+def test_a_negative_http_chunk_size_is_a_protocol_error_not_a_driver_bug() -> None:
+    # http.client takes "-5" as a chunk size, then fails with ValueError (not an HTTPException).
+    def talk(conn: socket.socket) -> None:
+        conn.recv(65_536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n<response/>\r\n0\r\n\r\n")
+
+    with ThreadedTcpPeer(talk) as peer:
+        snaps = [
+            HiLinkDriver(f"http://127.0.0.1:{peer.port}", timeout_s=2.0).read(),
+            IppPrinterDriver(f"ipp://127.0.0.1:{peer.port}/printers/p", timeout_s=2.0).read(),
+        ]
+    for snap, label in zip(snaps, ("HiLink", "printer"), strict=True):
+        assert not snap.ok and snap.reason is not None
+        assert snap.reason.startswith(f"{label} at ") and "broke the HTTP exchange" in snap.reason, (
+            snap.reason
+        )
+
+
 def test_gpsd_deeply_nested_json_is_a_protocol_error_not_a_driver_bug() -> None:
     def talk(conn: socket.socket) -> None:
         conn.sendall(b'{"class":"VERSION","release":"3.22"}\r\n')
@@ -169,6 +197,36 @@ def test_gpsd_deeply_nested_json_is_a_protocol_error_not_a_driver_bug() -> None:
         snap = GpsdDriver(f"gpsd://127.0.0.1:{peer.port}", timeout_s=2.0).read()
     assert not snap.ok and snap.reason is not None
     assert snap.reason.startswith(f"gpsd at 127.0.0.1:{peer.port} sent a line that is not JSON")
+
+
+@pytest.mark.parametrize(
+    ("time", "expected"),
+    [
+        ("0001-01-01T00:00:00+01:00", None),  # before year 1 once in UTC: datetime overflows
+        ("9999-12-31T23:59:59-01:00", None),  # after year 9999 once in UTC
+        ("0999-03-02T08:00:00.250Z", "0999-03-02T08:00:00.250Z"),  # strftime would print year "999"
+        ("2026-03-02T09:00:00.5+01:00", "2026-03-02T08:00:00.500Z"),
+    ],
+)
+def test_gpsd_times_are_iso_with_four_digit_years_or_unknown_never_an_overflow(
+    time: str, expected: str | None
+) -> None:
+    tpv = {"class": "TPV", "mode": 2, "lat": 44.0, "lon": 1.1, "time": time}
+    assert snapshot_from_reports(tpv, {}, "gpsd").gps_time_utc == expected
+
+
+def test_gpsd_integers_too_large_for_a_float_read_as_unknown_not_as_an_overflow() -> None:
+    # JSON integers have no size limit; math.isfinite() raised OverflowError past 1.8e308.
+    huge = 10**400
+    tpv = {"class": "TPV", "mode": 3, "lat": huge, "lon": 1.5, "alt": -huge, "speed": huge}
+    snap = snapshot_from_reports(tpv, {"hdop": huge}, "gpsd")
+    assert (snap.lat_deg, snap.lon_deg, snap.altitude_m, snap.speed_mps, snap.hdop) == (
+        None,
+        1.5,
+        None,
+        None,
+        None,
+    )
 
 
 # --------------------------------------------------------------------------- properties: finite or None

@@ -122,6 +122,10 @@ def test_a_batch_naming_another_vehicle_or_a_lying_seq_range_is_refused() -> Non
         (b'{"a": NaN}', "not-json"),
         (b"\xff\xfe{}", "not-json"),
         (b"[" * 100_000, "not-json"),
+        (
+            b'{"a": ' + b"[" * (limits.MAX_JSON_DEPTH + 1) + b"]" * (limits.MAX_JSON_DEPTH + 1) + b"}",
+            "too-deep",
+        ),
         (zlib.compress(b"{" + b" " * (3 * 1024 * 1024) + b"}"), "too-large"),
         (zlib.compress(b'{"a": 1}')[:-3], "bad-zlib"),
         (b"x" * (limits.MAX_PAYLOAD_BYTES + 1), "too-large"),
@@ -137,6 +141,18 @@ def test_unreadable_payloads_raise_wire_error_with_a_reason(payload: bytes, reas
 def test_loads_never_raises_anything_but_wire_error(data: bytes) -> None:
     with contextlib.suppress(wire.WireError):
         wire.loads(data)
+
+
+def test_the_agent_never_sends_a_document_too_deep_or_a_batch_expanding_past_the_limit() -> None:
+    records = [record(seq, {"blob": "x" * 3000}) for seq in range(1, 1001)]
+    with pytest.raises(wire.Unsendable, match="expands to"):
+        wire.dumps_checked(wire.batch_doc(VEHICLE, EPOCH, records))  # 3 MB of records
+    wire.dumps_checked(wire.batch_doc(VEHICLE, EPOCH, records[:500]))  # 1.5 MB: sendable
+    deep: Any = {"a": 1}
+    for _ in range(limits.MAX_JSON_DEPTH):
+        deep = [deep]
+    with pytest.raises(wire.Unsendable, match="nested"):
+        wire.dumps_checked(wire.record_doc(record(1, {"deep": deep}, stream="events"), EPOCH))
 
 
 def test_ack_round_trip_keeps_holes_and_what_the_collector_holds_above_them() -> None:
