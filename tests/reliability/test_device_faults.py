@@ -108,7 +108,11 @@ def sysfs_gone(bus: SimulatedBus) -> Callable[[], None]:
     root = bus.power.sysfs_root
     aside = root.with_name(root.name + ".away")
     shutil.move(root, aside)
-    return lambda: shutil.move(aside, root)
+
+    def repair() -> None:
+        shutil.move(aside, root)
+
+    return repair
 
 
 def gpsd_restart(bus: SimulatedBus) -> Callable[[], None]:
