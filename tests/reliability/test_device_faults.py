@@ -54,47 +54,35 @@ def silence_modem(bus: SimulatedBus) -> Callable[[], None]:
     return bus.modem.resume
 
 
-def endless_modem(bus: SimulatedBus) -> Callable[[], None]:
-    """The modem talks and talks (a URC storm) and never ends an answer with OK."""
-    assert bus.modem is not None
-    modem = bus.modem
-    modem.go_silent()
-    stop = threading.Event()
+def noisy_modem(data: bytes, every_s: float) -> Callable[[SimulatedBus], Callable[[], None]]:
+    """A modem that stops answering and writes ``data`` every ``every_s`` instead, until repaired."""
 
-    def chatter() -> None:
-        while not stop.wait(0.005):
-            modem.inject_garbage(b"+CSQ: 99,99\r\n")
+    def breaks(bus: SimulatedBus) -> Callable[[], None]:
+        assert bus.modem is not None
+        modem = bus.modem
+        modem.go_silent()
+        stop = threading.Event()
 
-    thread = threading.Thread(target=chatter, daemon=True)
-    thread.start()
+        def noise() -> None:
+            while not stop.wait(every_s):
+                modem.inject_garbage(data)
 
-    def repair() -> None:
-        stop.set()
-        thread.join(2)
-        modem.resume()
+        thread = threading.Thread(target=noise, daemon=True)
+        thread.start()
 
-    return repair
+        def repair() -> None:
+            stop.set()
+            thread.join(2)
+            modem.resume()
+
+        return repair
+
+    return breaks
 
 
-def garbage_modem(bus: SimulatedBus) -> Callable[[], None]:
-    assert bus.modem is not None
-    modem = bus.modem
-    modem.go_silent()
-    stop = threading.Event()
-
-    def noise() -> None:
-        while not stop.wait(0.05):
-            modem.inject_garbage(bytes(range(256)) + b"\xff\xfe\r\n")
-
-    thread = threading.Thread(target=noise, daemon=True)
-    thread.start()
-
-    def repair() -> None:
-        stop.set()
-        thread.join(2)
-        modem.resume()
-
-    return repair
+#: A URC storm: the modem talks and talks and never ends an answer with OK.
+endless_modem = noisy_modem(b"+CSQ: 99,99\r\n", 0.005)
+garbage_modem = noisy_modem(bytes(range(256)) + b"\xff\xfe\r\n", 0.05)
 
 
 def printer_off(bus: SimulatedBus) -> Callable[[], None]:
